@@ -1,0 +1,10 @@
+"""CRM adapters, one module or package per CRM, all built on ``bridge.adapter``.
+
+``BUILTIN`` is the registry: adding a CRM is one line here (plus its module and tests).
+Third-party adapters register under the ``pbx_bridge.adapters`` entry-point group instead.
+"""
+
+BUILTIN: dict[str, str] = {
+    "local": "adapters.local:LocalAdapter",
+    "http": "adapters.webhook:HttpAdapter",
+}

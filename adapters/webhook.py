@@ -1,0 +1,131 @@
+"""``http``: each call log and task POSTed as a versioned JSON document, signed per
+Standard Webhooks (https://www.standardwebhooks.com). For in-house CRMs and automation tools.
+
+Document schema (``version`` "1") is in docs/HTTP_ADAPTER.md. 2xx is done; 408/429/5xx
+are retried (``Retry-After`` honoured); any other 4xx is dead at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from bridge.adapter import (
+    Adapter,
+    AdapterSettings,
+    CallLog,
+    CheckResult,
+    FollowUp,
+    raise_for_status,
+)
+from bridge.call import Call
+
+DOCUMENT_VERSION = "1"
+
+
+class HttpSettings(AdapterSettings):
+    url: str
+    secret: SecretStr
+    rate_limit: float = 10.0
+
+
+def signing_key(secret: str) -> bytes:
+    """``whsec_<base64>`` secrets (the Standard Webhooks form) are decoded; others used as is."""
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret.removeprefix("whsec_"))
+    return secret.encode("utf-8")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def call_document(call: Call) -> dict[str, Any]:
+    return {
+        "uuid": call.uuid,
+        "domain": call.domain,
+        "direction": call.direction,
+        "client": call.client.e164 if call.client else None,
+        "client_raw": call.client_raw,
+        "extension": call.extension,
+        "line": call.gateway or None,
+        "started_at": call.started_at.isoformat(),
+        "ended_at": call.ended_at.isoformat(),
+        "total_seconds": call.total_seconds,
+        "talk_seconds": call.talk_seconds,
+        "answered": call.answered,
+        "outcome": call.outcome,
+        "hangup_cause": call.hangup_cause or None,
+        "hangup_by": call.hangup_by or None,
+        "recording_url": call.recording_url,
+        "recovered": call.recovered,
+    }
+
+
+class HttpAdapter(Adapter):
+    Settings = HttpSettings
+    supports_contacts = False
+    settings: HttpSettings
+
+    def __init__(self, settings: HttpSettings, ctx: Any) -> None:
+        super().__init__(settings, ctx)
+        self._client = ctx.http_client(settings, settings.url)
+
+    async def _post(self, kind: str, call: Call, body: dict[str, Any]) -> str:
+        msg_id = "msg_" + hashlib.sha256(f"{call.domain}/{call.uuid}/{kind}".encode()).hexdigest()[:32]
+        document = {
+            "version": DOCUMENT_VERSION,
+            "type": kind,
+            "id": msg_id,
+            "call": call_document(call),
+            **body,
+        }
+        raw = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        timestamp = int(self.ctx.clock())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self.settings.secret.get_secret_value(), msg_id, timestamp, raw),
+        }
+        response = await self._client.request("POST", self.settings.url, content=raw, headers=headers)
+        raise_for_status(response, f"POST {httpx.URL(self.settings.url).host}")
+        return msg_id
+
+    async def log_call(self, log: CallLog) -> str:
+        return await self._post("call.logged", log.call, {
+            "responsible_user": log.user_id,
+            "title": log.title,
+            "result": log.result,
+        })
+
+    async def create_task(self, task: FollowUp) -> str:
+        return await self._post("task.created", task.call, {
+            "responsible_user": task.user_id,
+            "task": {
+                "title": task.title,
+                "description": task.description,
+                "due_at": task.due_at.isoformat(),
+                "due_at_utc": task.due_at.astimezone(UTC).isoformat(),
+            },
+        })
+
+    async def check(self) -> CheckResult:
+        response = await self._client.request("OPTIONS", self.settings.url)
+        host = httpx.URL(self.settings.url).host
+        note = f"{host} answered OPTIONS with HTTP {response.status_code}"
+        if response.status_code >= 500:
+            raise_for_status(response, f"OPTIONS {host}")
+        return CheckResult(account=host, notes=[note])
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

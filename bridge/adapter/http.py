@@ -1,0 +1,124 @@
+"""The HTTP client every CRM adapter uses: timeouts, rate limit, metrics, error classes.
+
+Adapters call :meth:`CRMClient.request` and get an ``httpx.Response`` back for any status;
+:func:`raise_for_status` turns a failed one into :class:`RetryLater` or :class:`Permanent`
+by the common rules (429, 408, 5xx retried; other 4xx permanent). Adapters with their own
+error envelopes check those first and fall back to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from bridge.adapter.errors import Permanent, RetryLater
+from bridge.adapter.ratelimit import TokenBucket
+from bridge.redact import Redactor
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return "<unreadable body>"
+    text = " ".join(text.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def raise_for_status(response: httpx.Response, what: str = "") -> None:
+    """Raise the delivery error a non-2xx answer means; return for 2xx."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    label = f"{what}: " if what else ""
+    detail = f"{label}HTTP {status} {body_excerpt(response)}".rstrip()
+    if status in RETRYABLE_STATUS or status >= 500:
+        raise RetryLater(detail, parse_retry_after(response.headers.get("retry-after")))
+    if status == 401:
+        raise Permanent(f"{detail} (token revoked or expired: check the credentials)")
+    if status == 403:
+        raise Permanent(f"{detail} (access denied: check the permissions or IP restrictions)")
+    raise Permanent(detail)
+
+
+def json_body(response: httpx.Response, what: str = "") -> Any:
+    """The JSON of a 2xx answer; a CRM that answers 2xx with garbage is retried later."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        label = f"{what}: " if what else ""
+        raise RetryLater(
+            f"{label}HTTP {response.status_code} with a body that is not JSON: "
+            f"{body_excerpt(response, 120)}"
+        ) from exc
+
+
+class CRMClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        limiter: TokenBucket,
+        timeout: float = 15.0,
+        headers: Mapping[str, str] | None = None,
+        redactor: Redactor | None = None,
+        on_response: Callable[[str], None] = lambda status: None,
+        auth: httpx.Auth | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers=dict(headers or {}),
+            auth=auth,
+            follow_redirects=False,
+        )
+        self._limiter = limiter
+        self._redactor = redactor or Redactor()
+        self._on_response = on_response
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send one request under the rate limit; network trouble becomes RetryLater."""
+        await self._limiter.acquire()
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            self._on_response("timeout")
+            raise RetryLater(f"{method} {self._path(url)}: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            self._on_response("network_error")
+            raise RetryLater(
+                f"{method} {self._path(url)}: network error ({type(exc).__name__}:"
+                f" {self._redactor(str(exc))})"
+            ) from exc
+        self._on_response(str(response.status_code))
+        return response
+
+    def _path(self, url: str) -> str:
+        return self._redactor(str(httpx.URL(url).path) or url)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

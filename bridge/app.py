@@ -1,0 +1,137 @@
+"""The aiohttp application factory. Startup and shutdown live in ``cleanup_ctx``:
+open the store → start delivery → serve; on SIGTERM the reverse, in-flight CRM calls finishing
+within ``server.shutdown_grace_seconds`` and everything else left pending for the next start.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from bridge.deliver.service import Delivery, job_planner
+from bridge.keys import CLOCK, DB, DELIVERY, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.metrics import Metrics
+from bridge.receive.webhook import handle_webhook
+from bridge.redact import REDACTOR
+from bridge.registry import ConfiguredAdapter, configured
+from bridge.settings import Settings, SettingsError
+from bridge.store.db import Database, StorageError
+from bridge.store.events import EventWriter
+from bridge.store.outbox import Outbox
+from bridge.texts import check_templates
+
+log = structlog.get_logger("bridge")
+
+WEBHOOK_PATH = "/webhooks/onlinepbx/{token}"
+ADAPTERS = web.AppKey("adapters", list[ConfiguredAdapter])
+
+
+async def webhook_token(db: Database, settings: Settings) -> tuple[str, bool]:
+    """The configured token, else the one generated on first start; (token, generated)."""
+    if settings.server.webhook_token is not None:
+        return settings.server.webhook_token.get_secret_value(), False
+    token = await db.set_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
+    return token, True
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    db = await Database.open(settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    app[DB] = db
+    token, generated = await webhook_token(db, settings)
+    REDACTOR.add(token)
+    app[TOKEN] = token
+    requeued = await Outbox(db, app[CLOCK]).requeue_running()
+    if requeued:
+        log.info("jobs left running by the previous process are pending again", count=requeued)
+    try:
+        yield
+    finally:
+        await db.close()
+
+
+async def _delivery(app: web.Application) -> AsyncIterator[None]:
+    settings, db = app[SETTINGS], app[DB]
+    adapters = app[ADAPTERS]
+    delivery = Delivery.build(adapters, settings, db, app[METRICS], app[CLOCK])
+    app[DELIVERY] = delivery
+    app[WRITER] = EventWriter(db, job_planner(adapters), delivery.wake, app[CLOCK])
+    await delivery.start()
+    log.info("delivery started", adapters=[a.name for a in adapters])
+    try:
+        yield
+    finally:
+        await delivery.stop(settings.server.shutdown_grace_seconds)
+        log.info("delivery stopped; unfinished jobs stay pending")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        await request.app[DB].ping_write(request.app[CLOCK]())
+        checks["database"] = "writable"
+    except StorageError as exc:
+        checks["database"] = f"not writable: {REDACTOR(str(exc))}"
+    delivery = request.app[DELIVERY]
+    checks["workers"] = "alive" if delivery.alive else "stopped"
+    ok = checks["database"] == "writable" and delivery.alive
+    return web.json_response({"ok": ok, "checks": checks}, status=200 if ok else 503)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    try:
+        counts = await Outbox(request.app[DB]).counts()
+    except Exception:  # the page still shows the counters when the DB is unhappy
+        counts = {}
+    for adapter, by_status in counts.items():
+        for status, n in by_status.items():
+            metrics.outbox.labels(adapter, status).set(n)
+    return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answer is JSON; an unexpected exception is logged, never shown."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response(
+            {"ok": False, "error": exc.reason.lower().replace(" ", "_")}, status=exc.status
+        )
+    except Exception:
+        log.exception("unhandled error", path=REDACTOR(request.path))
+        return web.json_response({"ok": False, "error": "internal_error"}, status=500)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the app; SettingsError if the adapter tables or templates are invalid."""
+    problems = check_templates(settings.schedule.templates)
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes, middlewares=[json_errors]
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[METRICS] = Metrics()
+    app[ADAPTERS] = configured(settings.adapters)
+    app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_delivery)
+    app.router.add_post(WEBHOOK_PATH, handle_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    return app

@@ -1,0 +1,28 @@
+"""When a failed job is tried again, and when it is given up as dead."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Backoff:
+    base: float = 10.0  # first retry after ~base seconds
+    max_delay: float = 3600.0  # never wait longer between tries (unless the CRM says so)
+    max_age: float = 72 * 3600.0  # give up this long after the event arrived
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds until the next try after ``attempts`` failed ones.
+
+        Exponential with "equal jitter" (half fixed, half random) so a CRM coming back from
+        an outage is not hit by every job at the same instant. ``Retry-After`` wins when given.
+        """
+        if retry_after is not None:
+            return max(retry_after, 0.5)
+        exp = min(self.max_delay, self.base * 2 ** max(0, attempts - 1))
+        return exp / 2 + self.rng.uniform(0, exp / 2)
+
+    def gives_up(self, created_at: float, retry_at: float) -> bool:
+        return retry_at - created_at > self.max_age

@@ -1,0 +1,136 @@
+"""What one job does with one adapter: filter, find or create the contact, pick the
+responsible user, write to the CRM, and remember the created id so it is never written twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.adapter.contract import (
+    CREATE_TASK,
+    LOG_CALL,
+    Adapter,
+    AdapterSettings,
+    CallLog,
+    Contact,
+    FollowUp,
+)
+from bridge.call import Call, build_call
+from bridge.phones import NumberParser
+from bridge.schedule import due_time
+from bridge.settings import ScheduleSettings
+from bridge.store.db import Database
+from bridge.store.outbox import Job
+from bridge.store.state import CallState
+from bridge.texts import Texts
+
+CONTACT_KEY = "contact"
+SKIPPED = "skipped: "
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())[-10:]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        name: str,
+        adapter: Adapter,
+        settings: AdapterSettings,
+        *,
+        db: Database,
+        parser: NumberParser,
+        texts: Texts,
+        schedule: ScheduleSettings,
+        clock: Any,
+    ) -> None:
+        self.name = name
+        self.adapter = adapter
+        self.settings = settings
+        self._db = db
+        self._parser = parser
+        self._texts = texts
+        self._schedule = schedule
+        self._clock = clock
+        self._gateways = {_digits(g) for g in settings.gateways}
+
+    def skip_reason(self, call: Call, action: str) -> str | None:
+        """Why this call causes nothing for this adapter (None: it does)."""
+        s = self.settings
+        if call.internal:
+            return "internal call or no client number"
+        if s.directions and call.direction not in s.directions:
+            return f"direction {call.direction} not in directions"
+        if self._gateways and _digits(call.gateway) not in self._gateways:
+            return f"line {call.gateway or '(none)'} not in gateways"
+        if s.extensions and (action == LOG_CALL or call.extension):
+            if call.extension not in s.extensions:
+                return f"extension {call.extension or '(none)'} not in extensions"
+        if action == LOG_CALL and call.talk_seconds < s.min_talk_seconds:
+            return f"talk time {call.talk_seconds}s under min_talk_seconds"
+        return None
+
+    async def run(self, job: Job) -> str:
+        """Deliver ``job``; returns the CRM id (or why it was skipped). Raises DeliveryError."""
+        call = build_call(job.payload, self._parser, recovered=job.recovered)
+        reason = self.skip_reason(call, job.action)
+        if reason:
+            return SKIPPED + reason
+        state = CallState(self._db, self.name, f"{call.domain}/{call.uuid}", self._clock)
+        already = await state.get(job.action)
+        if already is not None:
+            return already
+        contact = await self._contact(call, state)
+        users = self.settings.users
+        mapped = users.get(call.extension) if call.extension else None
+        owner = contact.owner_id if contact else None
+        if job.action == LOG_CALL:
+            log = CallLog(
+                call=call,
+                contact=contact,
+                user_id=mapped or owner or self.settings.default_user,
+                title=self._texts.call_title(call),
+                result=self._texts.outcome(call),
+                state=state,
+            )
+            created = await self.adapter.log_call(log)
+        elif job.action == CREATE_TASK:
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            task = FollowUp(
+                call=call,
+                contact=contact,
+                user_id=owner or mapped or self.settings.default_user,
+                due_at=due_time(now, self.settings.task_due_minutes, self._schedule),
+                title=self._texts.render("task_title", call),
+                description=self._texts.render("task_description", call),
+                state=state,
+            )
+            created = await self.adapter.create_task(task)
+        else:
+            return SKIPPED + f"unknown action {job.action}"
+        await state.put(job.action, str(created))
+        return str(created)
+
+    def _may_create(self, call: Call) -> bool:
+        policy = self.settings.create_contacts
+        return policy == "always" or (policy == "inbound" and call.direction == "inbound")
+
+    async def _contact(self, call: Call, state: CallState) -> Contact | None:
+        if not self.adapter.supports_contacts or call.client is None:
+            return None
+        remembered = await state.get(CONTACT_KEY)
+        if remembered is not None:
+            return Contact(**json.loads(remembered))
+        contact = await self.adapter.find_contact(call.client)
+        if contact is None and self._may_create(call):
+            mapped = self.settings.users.get(call.extension) if call.extension else None
+            contact = await self.adapter.create_contact(
+                call.client, mapped or self.settings.default_user, call
+            )
+            # Remembered at once: a retry of a later step must not create a second contact.
+            await state.put(CONTACT_KEY, json.dumps(asdict(contact), ensure_ascii=False))
+        return contact

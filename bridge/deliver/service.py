@@ -1,0 +1,109 @@
+"""Builds the configured adapters, their pipelines and workers; plans jobs for events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from bridge.adapter.contract import CREATE_TASK, LOG_CALL, Adapter, AdapterContext
+from bridge.call import CALL_END, CALL_MISSED
+from bridge.deliver.backoff import Backoff
+from bridge.deliver.pipeline import Pipeline
+from bridge.deliver.worker import AdapterWorker
+from bridge.metrics import Metrics
+from bridge.phones import NumberParser
+from bridge.redact import REDACTOR
+from bridge.registry import ConfiguredAdapter
+from bridge.settings import Settings
+from bridge.store.db import Database
+from bridge.store.outbox import Outbox
+from bridge.store.state import AdapterState
+from bridge.texts import Texts
+
+log = structlog.get_logger("bridge.deliver")
+
+ACTION_FOR_EVENT = {CALL_END: LOG_CALL, CALL_MISSED: CREATE_TASK}
+
+
+def job_planner(adapters: list[ConfiguredAdapter]) -> Callable[[str], list[tuple[str, str]]]:
+    """event type → [(adapter name, action)], from each adapter's ``events`` setting."""
+    plans: dict[str, list[tuple[str, str]]] = {}
+    for event, action in ACTION_FOR_EVENT.items():
+        plans[event] = [(a.name, action) for a in adapters if action in a.settings.events]
+    return lambda event: plans.get(event, [])
+
+
+def build_adapter(
+    configured: ConfiguredAdapter, settings: Settings, db: Database, metrics: Metrics,
+    clock: Callable[[], float] = time.time,
+) -> Adapter:
+    REDACTOR.add(*configured.settings.secrets())
+    counter = metrics.crm_requests
+    ctx = AdapterContext(
+        name=configured.name,
+        state=AdapterState(db, configured.name, clock),
+        texts=Texts(settings.schedule.locale, settings.schedule.templates,
+                    settings.schedule.timezone),
+        redactor=REDACTOR,
+        db=db,
+        on_response=lambda code: counter.labels(configured.name, code).inc(),
+        clock=clock,
+        log=structlog.get_logger(f"adapters.{configured.name}").bind(adapter=configured.name),
+    )
+    return configured.cls(configured.settings, ctx)
+
+
+class Delivery:
+    def __init__(self, workers: list[AdapterWorker], adapters: list[Adapter]) -> None:
+        self.workers = {w.name: w for w in workers}
+        self.adapters = adapters
+
+    @classmethod
+    def build(
+        cls, configured: list[ConfiguredAdapter], settings: Settings, db: Database,
+        metrics: Metrics, clock: Callable[[], float] = time.time,
+    ) -> Delivery:
+        parser = NumberParser(settings.numbers.default_region,
+                              settings.numbers.extension_max_digits)
+        d = settings.delivery
+        outbox = Outbox(db, clock)
+        workers, adapters = [], []
+        for item in configured:
+            adapter = build_adapter(item, settings, db, metrics, clock)
+            pipeline = Pipeline(
+                item.name, adapter, item.settings, db=db, parser=parser,
+                texts=adapter.ctx.texts, schedule=settings.schedule, clock=clock,
+            )
+            backoff = Backoff(d.retry_base_seconds, d.retry_max_delay_seconds,
+                              d.retry_max_age_hours * 3600)
+            workers.append(AdapterWorker(pipeline, outbox, backoff, metrics,
+                                         concurrency=item.settings.concurrency, clock=clock))
+            adapters.append(adapter)
+        return cls(workers, adapters)
+
+    @property
+    def alive(self) -> bool:
+        return all(w.alive for w in self.workers.values())
+
+    def wake(self, names: set[str]) -> None:
+        for name in names:
+            worker = self.workers.get(name)
+            if worker:
+                worker.wake()
+
+    async def start(self) -> None:
+        for adapter in self.adapters:
+            await adapter.setup()
+        for worker in self.workers.values():
+            worker.start()
+
+    async def stop(self, grace: float) -> None:
+        await asyncio.gather(*(w.stop(grace) for w in self.workers.values()))
+        for adapter in self.adapters:
+            try:
+                await adapter.aclose()
+            except Exception:
+                log.exception("adapter did not close cleanly", adapter=adapter.ctx.name)

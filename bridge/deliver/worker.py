@@ -1,0 +1,162 @@
+"""One worker per adapter: claims due jobs, runs them, books the outcome.
+
+Workers are independent (own loop, own concurrency, own rate limiter), so one CRM being slow
+or down never delays another's jobs. A worker sleeps until it is woken by an insert or until
+its next job is due: there is no polling lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from bridge.adapter.errors import Permanent, RetryLater
+from bridge.deliver.backoff import Backoff
+from bridge.deliver.pipeline import Pipeline
+from bridge.metrics import Metrics
+from bridge.redact import REDACTOR
+from bridge.store.db import StorageError
+from bridge.store.outbox import DEAD, DONE, PENDING, Job, Outbox
+
+log = structlog.get_logger("bridge.deliver")
+
+MAX_IDLE = 60.0  # re-check the table at least this often (a clock jump, a CLI retry)
+
+
+class AdapterWorker:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        outbox: Outbox,
+        backoff: Backoff,
+        metrics: Metrics,
+        *,
+        concurrency: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = pipeline.name
+        self.pipeline = pipeline
+        self._outbox = outbox
+        self._backoff = backoff
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"worker:{self.name}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let running jobs finish for ``grace`` seconds, then put them back."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._inflight:
+            _, late = await asyncio.wait(self._inflight, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self._concurrency - len(self._inflight)
+            jobs: list[Job] = []
+            try:
+                if free > 0:
+                    jobs = await self._outbox.claim(self.name, free)
+                next_due = await self._outbox.next_due(self.name)
+            except StorageError as exc:
+                log.error("outbox unavailable", adapter=self.name, error=str(exc))
+                await self._sleep(1.0)
+                continue
+            for job in jobs:
+                task = asyncio.create_task(self.process(job))
+                self._inflight.add(task)
+                task.add_done_callback(self._finished)
+            if jobs and len(self._inflight) < self._concurrency:
+                continue
+            wait = MAX_IDLE
+            if next_due is not None and len(self._inflight) < self._concurrency:
+                wait = min(wait, max(0.0, next_due - self._clock()))
+            await self._sleep(wait)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def process(self, job: Job) -> None:
+        """Run one claimed job and book its outcome (done, retry later, or dead)."""
+        with structlog.contextvars.bound_contextvars(
+            uuid=job.uuid, _event=job.event, adapter=self.name, job_id=job.id
+        ):
+            try:
+                result = await self.pipeline.run(job)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._outbox.release(job.id))
+                log.info("job interrupted by shutdown, left pending")
+                raise
+            except Permanent as exc:
+                await self._dead(job, exc.reason)
+            except RetryLater as exc:
+                await self._retry(job, exc.reason, exc.retry_after)
+            except StorageError as exc:
+                await self._retry(job, f"database error: {exc}", None)
+            except Exception as exc:
+                log.exception("adapter raised an unexpected error; will retry")
+                await self._retry(job, f"unexpected error: {type(exc).__name__}: {exc}", None)
+            else:
+                await self._book(self._outbox.mark_done(job.id, result), DONE)
+                self._metrics.delivery_latency.labels(self.name).observe(
+                    max(0.0, self._clock() - job.created_at)
+                )
+                log.info("delivered", action=job.action, result=result, attempts=job.attempts)
+
+    async def _retry(self, job: Job, reason: str, retry_after: float | None) -> None:
+        reason = REDACTOR(reason)
+        now = self._clock()
+        retry_at = now + self._backoff.delay(job.attempts, retry_after)
+        if self._backoff.gives_up(job.created_at, retry_at):
+            await self._dead(job, f"gave up after {job.attempts} attempts: {reason}")
+            return
+        await self._book(self._outbox.mark_retry(job.id, retry_at, reason), PENDING)
+        log.warning(
+            "delivery failed, will retry",
+            reason=reason, attempts=job.attempts, retry_in=round(retry_at - now, 1),
+        )
+
+    async def _dead(self, job: Job, reason: str) -> None:
+        reason = REDACTOR(reason)
+        await self._book(self._outbox.mark_dead(job.id, reason), DEAD)
+        log.error("job is dead", reason=reason, attempts=job.attempts)
+
+    async def _book(self, write: object, status: str) -> None:
+        try:
+            await write  # type: ignore[misc]
+        except StorageError as exc:
+            # The job stays 'running' and is taken again on the next start; nothing is lost.
+            log.error("could not record job outcome", status=status, error=str(exc))
+        else:
+            self._metrics.jobs.labels(self.name, status).inc()

@@ -1,0 +1,23 @@
+"""Typed keys of the aiohttp application (what the handlers may reach)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from bridge.deliver.service import Delivery
+    from bridge.metrics import Metrics
+    from bridge.settings import Settings
+    from bridge.store.db import Database
+    from bridge.store.events import EventWriter
+
+SETTINGS = web.AppKey("settings", "Settings")
+CLOCK = web.AppKey("clock", Callable[[], float])
+METRICS = web.AppKey("metrics", "Metrics")
+DB = web.AppKey("db", "Database")
+TOKEN = web.AppKey("webhook_token", str)
+WRITER = web.AppKey("writer", "EventWriter")
+DELIVERY = web.AppKey("delivery", "Delivery")

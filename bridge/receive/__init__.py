@@ -1,0 +1,1 @@
+"""Receive: the onlinePBX webhook endpoint (parse, authenticate, validate, hand to the store)."""

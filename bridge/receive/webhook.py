@@ -1,0 +1,72 @@
+"""``POST /webhooks/onlinepbx/{token}``: the ack path.
+
+It never waits on a CRM: parse, check, commit the event and its jobs (group commit), answer.
+A 200 means the event is on disk; a database failure answers 503 so onlinePBX (or whoever
+replays it) knows it was not taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bridge.keys import CLOCK, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.receive.access import client_ip, domain_allowed, ip_allowed, token_ok
+from bridge.receive.parsing import RequestRejected, read_fields
+from bridge.receive.validate import validate
+from bridge.store.db import StorageError
+
+log = structlog.get_logger("bridge.receive")
+
+
+def _reject(exc: RequestRejected) -> web.Response:
+    return web.json_response(exc.body(), status=exc.status)
+
+
+async def handle_webhook(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS].server
+    metrics = request.app[METRICS]
+    if not token_ok(request.match_info.get("token", ""), request.app[TOKEN]):
+        metrics.events.labels("-", "bad_token").inc()
+        log.warning("webhook with a wrong token", peer=request.remote)
+        return web.json_response({"ok": False, "error": "not_found"}, status=404)
+    sender = client_ip(request.remote, request.headers.get("X-Forwarded-For"),
+                       settings.trusted_proxies)
+    if not ip_allowed(sender, settings.allowed_ips):
+        metrics.events.labels("-", "forbidden").inc()
+        log.warning("webhook from an address not in allowed_ips", ip=sender)
+        return web.json_response(
+            {"ok": False, "error": "forbidden", "detail": "address not allowed"}, status=403
+        )
+    try:
+        fields = await read_fields(request, settings.max_body_bytes)
+        incoming = validate(fields, request.app[CLOCK]())
+    except RequestRejected as exc:
+        metrics.events.labels("-", "rejected").inc()
+        log.warning("webhook rejected", status=exc.status, error=exc.error, detail=exc.detail)
+        return _reject(exc)
+    bound: dict[str, Any] = {"uuid": incoming.uuid, "_event": incoming.event}
+    if not domain_allowed(incoming.domain, settings.allowed_domains):
+        metrics.events.labels(incoming.event, "forbidden").inc()
+        log.warning("webhook from a domain not in allowed_domains", domain=incoming.domain, **bound)
+        return web.json_response(
+            {"ok": False, "error": "forbidden", "field": "domain",
+             "detail": "domain not allowed"},
+            status=403,
+        )
+    try:
+        stored = await request.app[WRITER].submit(incoming)
+    except StorageError as exc:
+        metrics.events.labels(incoming.event, "storage_error").inc()
+        log.error("could not store webhook; answered 503", error=str(exc), **bound)
+        return web.json_response(
+            {"ok": False, "error": "storage_unavailable",
+             "detail": "the event could not be stored; send it again later"},
+            status=503,
+        )
+    outcome = "duplicate" if stored.duplicate else "stored"
+    metrics.events.labels(incoming.event, outcome).inc()
+    log.info("webhook " + outcome, jobs=stored.jobs, **bound)
+    return web.json_response({"ok": True, "duplicate": stored.duplicate, "jobs": stored.jobs})

@@ -1,0 +1,157 @@
+"""Settings: a TOML file (optional) overlaid by environment variables.
+
+Every key can come from the environment as ``PBX_BRIDGE_<TABLE>__<KEY>`` (nested with ``__``),
+e.g. ``PBX_BRIDGE_SERVER__PORT=9000`` or ``PBX_BRIDGE_ADAPTERS__HTTP__URL=https://…``.
+Adapter tables are kept as plain dicts here and validated by each adapter's own model when the
+registry builds it, so the core never needs to know which CRMs exist.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "PBX_BRIDGE_"
+CONFIG_ENV = "PBX_BRIDGE_CONFIG"
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Table):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    webhook_token: SecretStr | None = None
+    allowed_domains: list[str] = []
+    allowed_ips: list[IPv4Network | IPv6Network] = []
+    trusted_proxies: list[IPv4Network | IPv6Network] = []
+    public_url: str | None = None
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token_strength(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (it is the only thing guarding the URL)")
+        return v
+
+
+class StorageSettings(_Table):
+    path: Path = Path("pbx-bridge.db")
+    busy_timeout_ms: int = Field(2000, ge=0)
+    retention_days: float = Field(30, gt=0, description="done jobs older than this are pruned")
+
+
+class NumbersSettings(_Table):
+    default_region: str = "RU"
+    extension_max_digits: int = Field(6, ge=1, le=9)
+
+
+class ScheduleSettings(_Table):
+    timezone: str = "Europe/Moscow"
+    work_days: list[int] = Field(default_factory=list, description="ISO weekdays, 1 = Monday")
+    work_start: time | None = None
+    work_end: time | None = None
+    locale: Literal["ru", "en"] = "ru"
+    templates: dict[str, str] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("work_days")
+    @classmethod
+    def _weekdays(cls, v: list[int]) -> list[int]:
+        if any(d < 1 or d > 7 for d in v):
+            raise ValueError("weekdays are 1 (Monday) to 7 (Sunday)")
+        return sorted(set(v))
+
+
+class DeliverySettings(_Table):
+    retry_base_seconds: float = Field(10.0, gt=0)
+    retry_max_delay_seconds: float = Field(3600.0, gt=0)
+    retry_max_age_hours: float = Field(72.0, gt=0)
+
+
+class LogSettings(_Table):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    numbers: NumbersSettings = NumbersSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    log: LogSettings = LogSettings()
+    adapters: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment wins over it.
+        return (env_settings, init_settings)
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names the file and the key."""
+
+
+def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+    lines = [f"invalid settings in {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        key = f"{prefix}{key}" if key else prefix.rstrip(".")
+        got = err.get("input")
+        secret = any(w in key.lower() for w in ("token", "secret", "key", "password"))
+        hidden = secret or isinstance(got, dict) or err["type"] == "missing"
+        shown = "" if hidden else f" (got {got!r})"
+        lines.append(f"  {key}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load ``path`` (or ``$PBX_BRIDGE_CONFIG``) overlaid by ``PBX_BRIDGE_*`` variables."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    source = "the environment"
+    if path is not None:
+        path = Path(path)
+        source = f"{path} (or the environment)"
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SettingsError(f"settings file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc, source)) from exc

@@ -1,0 +1,159 @@
+"""One SQLite connection in WAL mode with ``synchronous=FULL``: a commit is on disk.
+
+All writes go through :meth:`Database.transaction`, which serialises them with a lock:
+aiosqlite runs every statement of a connection on one thread, so a write issued by another
+coroutine in the middle of an open transaction would otherwise join (and be rolled back
+with) that transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
+    domain      TEXT NOT NULL,
+    uuid        TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    recovered   INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (domain, uuid, event)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id         INTEGER PRIMARY KEY,
+    event_id   INTEGER NOT NULL REFERENCES events (id),
+    adapter    TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'pending'
+               CHECK (status IN ('pending', 'running', 'done', 'dead')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    due_at     REAL NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    result     TEXT,
+    UNIQUE (event_id, adapter, action)
+);
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (adapter, due_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, updated_at);
+CREATE TABLE IF NOT EXISTS crm_objects (
+    adapter    TEXT NOT NULL,
+    call_key   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (adapter, call_key, name)
+);
+CREATE TABLE IF NOT EXISTS adapter_state (
+    adapter    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (adapter, key)
+);
+"""
+
+
+class StorageError(Exception):
+    """The database could not commit; nothing may be acknowledged."""
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 2000) -> Database:
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = FULL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.executescript(SCHEMA)
+            await conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except sqlite3.Error:
+            await conn.close()
+            raise
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; any error rolls back and raises StorageError."""
+        async with self._lock:
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(str(exc)) from exc
+            try:
+                yield self.conn
+                await self.conn.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    await self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(str(exc)) from exc
+                raise
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """One statement in its own transaction; returns any ``RETURNING`` rows."""
+        async with self.transaction() as conn, conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as conn:
+            await conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def ping_write(self, now: float) -> None:
+        """Prove a commit reaches the disk now (for /readyz): write a heartbeat row."""
+        await self.write(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (repr(now),)
+        )
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else row[0]
+
+    async def set_meta_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` unless the key exists; return what is stored."""
+        await self.write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        stored = await self.get_meta(key)
+        assert stored is not None
+        return stored

@@ -1,0 +1,172 @@
+"""The outbox: one row per (event, adapter, action), retried until done or dead."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.store.db import Database
+
+PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
+STATUSES = (PENDING, RUNNING, DONE, DEAD)
+
+_JOB_COLUMNS = (
+    "j.id, j.event_id, j.adapter, j.action, j.status, j.attempts, j.due_at, j.created_at,"
+    " j.updated_at, j.last_error, j.result, e.domain, e.uuid, e.event, e.payload, e.recovered"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    event_id: int
+    adapter: str
+    action: str
+    status: str
+    attempts: int
+    due_at: float
+    created_at: float
+    updated_at: float
+    last_error: str | None
+    result: str | None
+    domain: str
+    uuid: str
+    event: str
+    payload: dict[str, Any]
+    recovered: bool
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        values = list(row)
+        values[14] = json.loads(values[14])
+        values[15] = bool(values[15])
+        return cls(*values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+class Outbox:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def requeue_running(self) -> int:
+        """Jobs left ``running`` by a process that died are taken again."""
+        rows = await self._db.write(
+            "UPDATE jobs SET status = 'pending', updated_at = ? WHERE status = 'running'"
+            " RETURNING id",
+            (self._clock(),),
+        )
+        return len(rows)
+
+    async def claim(self, adapter: str, limit: int) -> list[Job]:
+        now = self._clock()
+        rows = await self._db.write(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?"
+            " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND adapter = ?"
+            " AND due_at <= ? ORDER BY due_at, id LIMIT ?) RETURNING id",
+            (now, adapter, now, limit),
+        )
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        found = await self._db.fetchall(
+            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id"
+            f" WHERE j.id IN ({marks}) ORDER BY j.due_at, j.id",
+            ids,
+        )
+        return [Job.from_row(r) for r in found]
+
+    async def next_due(self, adapter: str) -> float | None:
+        row = await self._db.fetchone(
+            "SELECT MIN(due_at) FROM jobs WHERE status = 'pending' AND adapter = ?", (adapter,)
+        )
+        return None if row is None else row[0]
+
+    async def _finish(self, job_id: int, status: str, **cols: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        await self._db.write(
+            f"UPDATE jobs SET status = ?, updated_at = ?{', ' if sets else ''}{sets}"
+            " WHERE id = ?",
+            (status, self._clock(), *cols.values(), job_id),
+        )
+
+    async def mark_done(self, job_id: int, result: str | None) -> None:
+        await self._finish(job_id, DONE, result=result, last_error=None)
+
+    async def mark_retry(self, job_id: int, due_at: float, error: str) -> None:
+        await self._finish(job_id, PENDING, due_at=due_at, last_error=error)
+
+    async def mark_dead(self, job_id: int, error: str) -> None:
+        await self._finish(job_id, DEAD, last_error=error)
+
+    async def release(self, job_id: int) -> None:
+        """Put a job interrupted by shutdown back, without counting the attempt."""
+        await self._db.write(
+            "UPDATE jobs SET status = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?"
+            " WHERE id = ? AND status = 'running'",
+            (self._clock(), job_id),
+        )
+
+    # --- operations (CLI, status) -------------------------------------------------------
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        rows = await self._db.fetchall(
+            "SELECT adapter, status, COUNT(*) FROM jobs GROUP BY adapter, status"
+        )
+        out: dict[str, dict[str, int]] = {}
+        for adapter, status, n in rows:
+            out.setdefault(adapter, dict.fromkeys(STATUSES, 0))[status] = n
+        return out
+
+    async def list(
+        self, *, status: str | None = None, adapter: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        where, params = [], []
+        if status:
+            where.append("j.status = ?")
+            params.append(status)
+        if adapter:
+            where.append("j.adapter = ?")
+            params.append(adapter)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._db.fetchall(
+            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id {clause}"
+            " ORDER BY j.id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [Job.from_row(r) for r in rows]
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self._db.fetchone(
+            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id"
+            " WHERE j.id = ?",
+            (job_id,),
+        )
+        return None if row is None else Job.from_row(row)
+
+    async def retry_dead(self, job_ids: list[int] | None = None) -> int:
+        """Send dead jobs (all, or the given ids) back to pending, due now."""
+        now = self._clock()
+        sql = (
+            "UPDATE jobs SET status = 'pending', due_at = ?, attempts = 0, updated_at = ?"
+            " WHERE status = 'dead'"
+        )
+        params: list[Any] = [now, now]
+        if job_ids is not None:
+            sql += f" AND id IN ({','.join('?' * len(job_ids))})"
+            params += job_ids
+        return len(await self._db.write(sql + " RETURNING id", params))
+
+    async def purge_done(self, older_than_seconds: float) -> int:
+        """Delete done jobs older than the cut-off (events stay: they guard against dups)."""
+        cutoff = self._clock() - older_than_seconds
+        rows = await self._db.write(
+            "DELETE FROM jobs WHERE status = 'done' AND updated_at < ? RETURNING id", (cutoff,)
+        )
+        return len(rows)

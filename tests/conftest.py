@@ -1,0 +1,81 @@
+"""Shared fixtures. Any httpx request that a test did not mock fails the test (respx),
+except to loopback servers the test itself started."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import respx
+from aiohttp.test_utils import TestClient, TestServer
+
+from bridge.app import create_app
+from bridge.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parent / "samples"  # copies of shared/onlinepbx/samples
+TOKEN = "test-token-0123456789abcdef"
+WEBHOOK = f"/webhooks/onlinepbx/{TOKEN}"
+
+
+@pytest.fixture(autouse=True)
+def no_unmocked_http() -> Any:
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
+        mock.route(host="127.0.0.1").pass_through()
+        mock.route(host="localhost").pass_through()
+        yield mock
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**kw: Any) -> Settings:
+        server = {"webhook_token": TOKEN, **kw.pop("server", {})}
+        storage = {"path": str(tmp_path / "bridge.db"), **kw.pop("storage", {})}
+        return Settings(server=server, storage=storage, **kw)
+
+    return make
+
+
+@pytest.fixture
+async def start_bridge() -> AsyncIterator[Callable[..., Any]]:
+    clients: list[TestClient] = []
+
+    async def start(settings: Settings, **kw: Any) -> TestClient:
+        client = TestClient(TestServer(create_app(settings, **kw)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for c in clients:
+        await c.close()
+
+
+def vendor_sample(event: str, kind: str = "json") -> Any:
+    text = (SAMPLES / f"{event}.{kind}").read_text().strip()
+    return json.loads(text) if kind == "json" else text
+
+
+class FakeClock:
+    """A wall clock the test moves by hand (retry schedules without sleeping)."""
+
+    def __init__(self, start: float = 1_780_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    conn = sqlite3.connect(settings.storage.path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
