@@ -98,10 +98,19 @@ class LocalAdapter(Adapter):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
             (
-                _key(c), c.uuid, c.direction, c.client.e164 if c.client else c.client_raw,
-                c.extension, c.gateway, c.started_at.isoformat(), c.talk_seconds,
-                c.total_seconds, log.result, log.user_id,
-                log.contact.id if log.contact else None, c.recording_url,
+                _key(c),
+                c.uuid,
+                c.direction,
+                c.client.e164 if c.client else c.client_raw,
+                c.extension,
+                c.gateway,
+                c.started_at.isoformat(),
+                c.talk_seconds,
+                c.total_seconds,
+                log.result,
+                log.user_id,
+                log.contact.id if log.contact else None,
+                c.recording_url,
             ),
         )
         return f"call:{rows[0][0]}"
@@ -113,8 +122,13 @@ class LocalAdapter(Adapter):
             " user_id, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
             (
-                _key(c), c.uuid, c.client.e164 if c.client else c.client_raw, task.title,
-                task.description, task.due_at.isoformat(), task.user_id,
+                _key(c),
+                c.uuid,
+                c.client.e164 if c.client else c.client_raw,
+                task.title,
+                task.description,
+                task.due_at.isoformat(),
+                task.user_id,
                 task.contact.id if task.contact else None,
             ),
         )
@@ -123,8 +137,10 @@ class LocalAdapter(Adapter):
     async def check(self) -> CheckResult:
         await self.setup()
         row = await self._db.fetchone("SELECT COUNT(*) FROM local_calls")
-        return CheckResult(account=f"local database {self._db.path}",
-                           notes=[f"{row[0] if row else 0} calls logged so far"])
+        return CheckResult(
+            account=f"local database {self._db.path}",
+            notes=[f"{row[0] if row else 0} calls logged so far"],
+        )
 
 
 async def _rows(db: Database, sql: str, limit: int) -> list[dict[str, Any]]:

@@ -81,7 +81,9 @@ class HttpAdapter(Adapter):
         self._client = ctx.http_client(settings, settings.url)
 
     async def _post(self, kind: str, call: Call, body: dict[str, Any]) -> str:
-        msg_id = "msg_" + hashlib.sha256(f"{call.domain}/{call.uuid}/{kind}".encode()).hexdigest()[:32]
+        msg_id = (
+            "msg_" + hashlib.sha256(f"{call.domain}/{call.uuid}/{kind}".encode()).hexdigest()[:32]
+        )
         document = {
             "version": DOCUMENT_VERSION,
             "type": kind,
@@ -95,29 +97,41 @@ class HttpAdapter(Adapter):
             "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self.settings.secret.get_secret_value(), msg_id, timestamp, raw),
+            "webhook-signature": sign(
+                self.settings.secret.get_secret_value(), msg_id, timestamp, raw
+            ),
         }
-        response = await self._client.request("POST", self.settings.url, content=raw, headers=headers)
+        response = await self._client.request(
+            "POST", self.settings.url, content=raw, headers=headers
+        )
         raise_for_status(response, f"POST {httpx.URL(self.settings.url).host}")
         return msg_id
 
     async def log_call(self, log: CallLog) -> str:
-        return await self._post("call.logged", log.call, {
-            "responsible_user": log.user_id,
-            "title": log.title,
-            "result": log.result,
-        })
+        return await self._post(
+            "call.logged",
+            log.call,
+            {
+                "responsible_user": log.user_id,
+                "title": log.title,
+                "result": log.result,
+            },
+        )
 
     async def create_task(self, task: FollowUp) -> str:
-        return await self._post("task.created", task.call, {
-            "responsible_user": task.user_id,
-            "task": {
-                "title": task.title,
-                "description": task.description,
-                "due_at": task.due_at.isoformat(),
-                "due_at_utc": task.due_at.astimezone(UTC).isoformat(),
+        return await self._post(
+            "task.created",
+            task.call,
+            {
+                "responsible_user": task.user_id,
+                "task": {
+                    "title": task.title,
+                    "description": task.description,
+                    "due_at": task.due_at.isoformat(),
+                    "due_at_utc": task.due_at.astimezone(UTC).isoformat(),
+                },
             },
-        })
+        )
 
     async def check(self) -> CheckResult:
         response = await self._client.request("OPTIONS", self.settings.url)

@@ -40,9 +40,11 @@ async def webhook_token(db: Database, settings: Settings) -> tuple[str, bool]:
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = await Database.open(settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    db = await Database.open(
+        settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms
+    )
     app[DB] = db
-    token, generated = await webhook_token(db, settings)
+    token, _generated = await webhook_token(db, settings)
     REDACTOR.add(token)
     app[TOKEN] = token
     requeued = await Outbox(db, app[CLOCK]).requeue_running()
@@ -121,9 +123,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     problems = check_templates(settings.schedule.templates)
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-    app = web.Application(
-        client_max_size=settings.server.max_body_bytes, middlewares=[json_errors]
-    )
+    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[json_errors])
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = Metrics()

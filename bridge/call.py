@@ -10,8 +10,15 @@ from bridge.phones import Extension, NumberParser, Phone
 
 BUSY_CAUSES = frozenset({"USER_BUSY"})
 FAILED_CAUSES = frozenset(
-    {"CALL_REJECTED", "UNALLOCATED_NUMBER", "SUBSCRIBER_ABSENT", "INVALID_NUMBER_FORMAT",
-     "NO_ROUTE_DESTINATION", "NUMBER_CHANGED", "DESTINATION_OUT_OF_ORDER"}
+    {
+        "CALL_REJECTED",
+        "UNALLOCATED_NUMBER",
+        "SUBSCRIBER_ABSENT",
+        "INVALID_NUMBER_FORMAT",
+        "NO_ROUTE_DESTINATION",
+        "NUMBER_CHANGED",
+        "DESTINATION_OUT_OF_ORDER",
+    }
 )
 
 CALL_END = "call_end"

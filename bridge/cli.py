@@ -26,8 +26,10 @@ from bridge.settings import Settings, SettingsError, load_settings
 from bridge.store.db import Database
 from bridge.store.outbox import STATUSES, Outbox
 
-TICK = "Profile → Webhooks (Профиль → Веб-хуки): add the URL and tick «Завершился звонок» " \
-       "(call ended) and «Пропущенный звонок» (missed call)"
+TICK = (
+    "Profile → Webhooks (Профиль → Веб-хуки): add the URL and tick «Завершился звонок» "
+    "(call ended) and «Пропущенный звонок» (missed call)"
+)
 
 
 def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -61,7 +63,9 @@ def webhook_url(settings: Settings, token: str) -> str:
 
 
 async def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[int]]) -> int:
-    db = await Database.open(settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    db = await Database.open(
+        settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms
+    )
     try:
         return await fn(db)
     finally:
@@ -69,6 +73,7 @@ async def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[int]])
 
 
 # --- serve --------------------------------------------------------------------------------
+
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.host:
@@ -90,13 +95,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"  In onlinePBX: {TICK}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
             "  front and set server.public_url. `pbx-bridge webhook-url` prints this URL again.\n",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
 
     app.on_startup.append(banner)
     web.run_app(
-        app, host=settings.server.host, port=settings.server.port, print=None,
-        access_log=None, shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
     )
     return 0
 
@@ -111,6 +121,7 @@ def cmd_webhook_url(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # --- check --------------------------------------------------------------------------------
+
 
 def _masked(settings: Settings) -> dict[str, Any]:
     def mask(value: Any) -> Any:
@@ -130,9 +141,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     for item in adapters:
         REDACTOR.add(*item.settings.secrets())
     dumped = _masked(settings)
-    dumped["adapters"] = {
-        a.name: _masked_model(a.settings) for a in adapters
-    }
+    dumped["adapters"] = {a.name: _masked_model(a.settings) for a in adapters}
     print("Settings are valid:")
     print(json.dumps(dumped, ensure_ascii=False, indent=2, default=str))
 
@@ -169,8 +178,18 @@ def _masked_model(model: Any) -> dict[str, Any]:
 
 # --- outbox -------------------------------------------------------------------------------
 
-JOB_COLUMNS = ("id", "adapter", "action", "status", "attempts", "uuid", "event", "due",
-               "last_error", "result")
+JOB_COLUMNS = (
+    "id",
+    "adapter",
+    "action",
+    "status",
+    "attempts",
+    "uuid",
+    "event",
+    "due",
+    "last_error",
+    "result",
+)
 
 
 def _job_row(job: Any) -> dict[str, Any]:
@@ -215,6 +234,7 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
 
 # --- calls / tasks (local adapter) -----------------------------------------------------------
 
+
 def cmd_list_local(kind: str) -> Callable[[Settings, argparse.Namespace], int]:
     def command(settings: Settings, args: argparse.Namespace) -> int:
         from adapters.local import list_calls, list_tasks
@@ -222,8 +242,17 @@ def cmd_list_local(kind: str) -> Callable[[Settings, argparse.Namespace], int]:
         async def run(db: Database) -> int:
             if kind == "calls":
                 rows = await list_calls(db, args.limit)
-                columns = ("id", "started_at", "direction", "client", "extension", "line",
-                           "talk_seconds", "result", "user_id")
+                columns = (
+                    "id",
+                    "started_at",
+                    "direction",
+                    "client",
+                    "extension",
+                    "line",
+                    "talk_seconds",
+                    "result",
+                    "user_id",
+                )
             else:
                 rows = await list_tasks(db, args.limit)
                 columns = ("id", "due_at", "client", "title", "user_id")
@@ -236,6 +265,7 @@ def cmd_list_local(kind: str) -> Callable[[Settings, argparse.Namespace], int]:
 
 
 # --- send-sample --------------------------------------------------------------------------
+
 
 def cmd_send_sample(settings: Settings | None, args: argparse.Namespace) -> int:
     body = sample(args.event, uuid=args.uuid, now=time.time())
@@ -253,6 +283,7 @@ def cmd_send_sample(settings: Settings | None, args: argparse.Namespace) -> int:
 
 
 # --- main ---------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbx-bridge", description=__doc__)

@@ -8,11 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from bridge.deliver.service import Delivery
-    from bridge.metrics import Metrics
-    from bridge.settings import Settings
-    from bridge.store.db import Database
-    from bridge.store.events import EventWriter
+    pass
 
 SETTINGS = web.AppKey("settings", "Settings")
 CLOCK = web.AppKey("clock", Callable[[], float])

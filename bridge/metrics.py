@@ -9,26 +9,35 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter(
-            "pbx_bridge_events", "Webhook requests by event type and outcome",
-            ["event", "outcome"], registry=self.registry,
+            "pbx_bridge_events",
+            "Webhook requests by event type and outcome",
+            ["event", "outcome"],
+            registry=self.registry,
         )
         self.jobs = Counter(
-            "pbx_bridge_jobs", "Job attempts finished, by adapter and resulting status",
-            ["adapter", "status"], registry=self.registry,
+            "pbx_bridge_jobs",
+            "Job attempts finished, by adapter and resulting status",
+            ["adapter", "status"],
+            registry=self.registry,
         )
         self.outbox = Gauge(
-            "pbx_bridge_outbox_jobs", "Jobs in the outbox by adapter and status",
-            ["adapter", "status"], registry=self.registry,
+            "pbx_bridge_outbox_jobs",
+            "Jobs in the outbox by adapter and status",
+            ["adapter", "status"],
+            registry=self.registry,
         )
         self.delivery_latency = Histogram(
             "pbx_bridge_delivery_latency_seconds",
             "From the event's arrival to its successful delivery",
-            ["adapter"], registry=self.registry,
+            ["adapter"],
+            registry=self.registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
         )
         self.crm_requests = Counter(
-            "pbx_bridge_crm_requests", "Requests sent to CRMs, by adapter and status code",
-            ["adapter", "code"], registry=self.registry,
+            "pbx_bridge_crm_requests",
+            "Requests sent to CRMs, by adapter and status code",
+            ["adapter", "code"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

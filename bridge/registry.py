@@ -42,14 +42,18 @@ class ConfiguredAdapter:
     settings: AdapterSettings
 
 
-def configured(tables: dict[str, dict[str, Any]], source: str = "settings") -> list[ConfiguredAdapter]:
+def configured(
+    tables: dict[str, dict[str, Any]], source: str = "settings"
+) -> list[ConfiguredAdapter]:
     """Validate every ``[adapters.*]`` table; the active ones, ``local`` when none is given."""
     if not tables:
         tables = {DEFAULT_ADAPTER: {}}
     out = []
     for name, table in tables.items():
         if not isinstance(table, dict):
-            raise SettingsError(f"invalid settings in {source}:\n  adapters.{name}: must be a table")
+            raise SettingsError(
+                f"invalid settings in {source}:\n  adapters.{name}: must be a table"
+            )
         cls = adapter_class(str(table.get("type") or name))
         try:
             settings = cls.Settings(**table)

@@ -27,7 +27,11 @@ def due_time(now: datetime, minutes: int, schedule: ScheduleSettings) -> datetim
         day = (due + timedelta(days=offset)).date()
         if day.isoweekday() not in days:
             continue
-        opens = datetime.combine(day, start, tz) if start else datetime.combine(day, datetime.min.time(), tz)
+        opens = (
+            datetime.combine(day, start, tz)
+            if start
+            else datetime.combine(day, datetime.min.time(), tz)
+        )
         closes = datetime.combine(day, end, tz) if end else opens.replace(hour=23, minute=59)
         if offset == 0:
             if opens <= due <= closes:

@@ -42,7 +42,9 @@ class ServerSettings(_Table):
     @classmethod
     def _token_strength(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and len(v.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters (it is the only thing guarding the URL)")
+            raise ValueError(
+                "must be at least 16 characters (it is the only thing guarding the URL)"
+            )
         return v
 
 

@@ -26,8 +26,9 @@ from bridge.store.outbox import Job, Outbox
 
 
 class AdapterHarness:
-    def __init__(self, db: Database, delivery: Delivery, writer: EventWriter, outbox: Outbox,
-                 name: str) -> None:
+    def __init__(
+        self, db: Database, delivery: Delivery, writer: EventWriter, outbox: Outbox, name: str
+    ) -> None:
         self.db = db
         self.delivery = delivery
         self.writer = writer
@@ -45,8 +46,13 @@ class AdapterHarness:
 
     @classmethod
     async def open(
-        cls, tmp_path: Path, name: str, table: dict[str, Any], *,
-        clock: Callable[[], float] = time.time, **settings: Any,
+        cls,
+        tmp_path: Path,
+        name: str,
+        table: dict[str, Any],
+        *,
+        clock: Callable[[], float] = time.time,
+        **settings: Any,
     ) -> AdapterHarness:
         s = Settings(adapters={name: table}, storage={"path": tmp_path / f"{name}.db"}, **settings)
         db = await Database.open(s.storage.path)

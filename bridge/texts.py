@@ -65,8 +65,12 @@ def check_templates(overrides: dict[str, str]) -> list[str]:
 
 
 class Texts:
-    def __init__(self, locale: str = "ru", overrides: dict[str, str] | None = None,
-                 timezone: str = "Europe/Moscow") -> None:
+    def __init__(
+        self,
+        locale: str = "ru",
+        overrides: dict[str, str] | None = None,
+        timezone: str = "Europe/Moscow",
+    ) -> None:
         self.locale = locale
         self.templates = {**DEFAULTS[locale], **(overrides or {})}
         self.tz = ZoneInfo(timezone)

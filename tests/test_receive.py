@@ -24,7 +24,11 @@ async def test_vendor_samples_as_form_are_stored(event, make_settings, start_bri
     resp = await client.post(WEBHOOK, data=vendor_sample(event, "form"), headers=FORM)
     assert resp.status == 200, await resp.text()
     body = await resp.json()
-    assert body == {"ok": True, "duplicate": False, "jobs": 1 if event in ("call_end", "call_missed") else 0}
+    assert body == {
+        "ok": True,
+        "duplicate": False,
+        "jobs": 1 if event in ("call_end", "call_missed") else 0,
+    }
     stored = await rows(settings, "SELECT uuid, event, payload FROM events")
     sample = vendor_sample(event)
     assert stored[0][0] == sample["uuid"]  # letters like g, q, s: not a UUID, kept as is
@@ -54,7 +58,9 @@ async def test_multipart_and_numbers_as_json_values(make_settings, start_bridge)
     sample = vendor_sample("call_missed") | {"date": 1529406933, "extra": {"nested": [1, 2]}}
     resp = await client.post(WEBHOOK, json=sample)
     assert resp.status == 200
-    payload = json.loads((await rows(settings, "SELECT payload FROM events WHERE event='call_missed'"))[0][0])
+    payload = json.loads(
+        (await rows(settings, "SELECT payload FROM events WHERE event='call_missed'"))[0][0]
+    )
     assert payload["date"] == "1529406933"
     assert payload["extra"] == {"nested": [1, 2]}  # unknown fields kept as they came
 
@@ -136,11 +142,19 @@ async def test_invalid_fields_are_named(body, status, field, as_json, make_setti
         (b"event=call_end&uuid=%FF%FE", "application/x-www-form-urlencoded", 400, "bad_encoding"),
         (b"\xff\xfe", "application/json", 400, "bad_encoding"),
         (b"<xml/>", "text/xml", 415, "unsupported_media_type"),
-        (b"event=call_end&uuid=a&event=call_missed", "application/x-www-form-urlencoded", 422,
-         "duplicate_field"),
+        (
+            b"event=call_end&uuid=a&event=call_missed",
+            "application/x-www-form-urlencoded",
+            422,
+            "duplicate_field",
+        ),
         (b'{"event": "call_end", "uuid": {"a": 1}}', "application/json", 422, "invalid_field"),
-        (b"event=call_end&uuid=" + b"a" * 70_000, "application/x-www-form-urlencoded", 413,
-         "too_large"),
+        (
+            b"event=call_end&uuid=" + b"a" * 70_000,
+            "application/x-www-form-urlencoded",
+            413,
+            "too_large",
+        ),
     ],
 )
 async def test_unreadable_bodies(data, ctype, status, error, make_settings, start_bridge):
@@ -169,11 +183,17 @@ async def test_domain_and_ip_allow_lists(make_settings, start_bridge):
         ({"allowed_ips": ["127.0.0.0/8"]}, {}, 200),
         # X-Forwarded-For from a peer that is not a trusted proxy is ignored
         ({"allowed_ips": ["10.1.2.3/32"]}, {"X-Forwarded-For": "10.1.2.3"}, 403),
-        ({"allowed_ips": ["10.1.2.3/32"], "trusted_proxies": ["127.0.0.1/32"]},
-         {"X-Forwarded-For": "10.1.2.3"}, 200),
+        (
+            {"allowed_ips": ["10.1.2.3/32"], "trusted_proxies": ["127.0.0.1/32"]},
+            {"X-Forwarded-For": "10.1.2.3"},
+            200,
+        ),
         # the client cannot prepend a fake hop: the right-most untrusted hop counts
-        ({"allowed_ips": ["10.1.2.3/32"], "trusted_proxies": ["127.0.0.1/32"]},
-         {"X-Forwarded-For": "10.1.2.3, 192.0.2.7"}, 403),
+        (
+            {"allowed_ips": ["10.1.2.3/32"], "trusted_proxies": ["127.0.0.1/32"]},
+            {"X-Forwarded-For": "10.1.2.3, 192.0.2.7"},
+            403,
+        ),
     ],
 )
 async def test_ip_rules(server, headers, status, make_settings, start_bridge):

@@ -142,9 +142,7 @@ class AdapterContext:
     clock: Callable[[], float] = time.time
     log: Any = field(default_factory=lambda: structlog.get_logger())
 
-    def http_client(
-        self, settings: AdapterSettings, base_url: str, **kwargs: Any
-    ) -> CRMClient:
+    def http_client(self, settings: AdapterSettings, base_url: str, **kwargs: Any) -> CRMClient:
         """A rate-limited, redacting httpx client for ``settings.base_url or base_url``."""
         return CRMClient(
             base_url=settings.base_url or base_url,

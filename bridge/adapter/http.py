@@ -107,7 +107,9 @@ class CRMClient:
             response = await self._client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             self._on_response("timeout")
-            raise RetryLater(f"{method} {self._path(url)}: timed out ({type(exc).__name__})") from exc
+            raise RetryLater(
+                f"{method} {self._path(url)}: timed out ({type(exc).__name__})"
+            ) from exc
         except httpx.TransportError as exc:
             self._on_response("network_error")
             raise RetryLater(

@@ -67,9 +67,10 @@ class Pipeline:
             return f"direction {call.direction} not in directions"
         if self._gateways and _digits(call.gateway) not in self._gateways:
             return f"line {call.gateway or '(none)'} not in gateways"
-        if s.extensions and (action == LOG_CALL or call.extension):
-            if call.extension not in s.extensions:
-                return f"extension {call.extension or '(none)'} not in extensions"
+        # A missed call reached no extension: the filter applies only when one is known.
+        scoped = action == LOG_CALL or call.extension
+        if s.extensions and scoped and call.extension not in s.extensions:
+            return f"extension {call.extension or '(none)'} not in extensions"
         if action == LOG_CALL and call.talk_seconds < s.min_talk_seconds:
             return f"talk time {call.talk_seconds}s under min_talk_seconds"
         return None

@@ -37,7 +37,10 @@ def job_planner(adapters: list[ConfiguredAdapter]) -> Callable[[str], list[tuple
 
 
 def build_adapter(
-    configured: ConfiguredAdapter, settings: Settings, db: Database, metrics: Metrics,
+    configured: ConfiguredAdapter,
+    settings: Settings,
+    db: Database,
+    metrics: Metrics,
     clock: Callable[[], float] = time.time,
 ) -> Adapter:
     REDACTOR.add(*configured.settings.secrets())
@@ -45,8 +48,9 @@ def build_adapter(
     ctx = AdapterContext(
         name=configured.name,
         state=AdapterState(db, configured.name, clock),
-        texts=Texts(settings.schedule.locale, settings.schedule.templates,
-                    settings.schedule.timezone),
+        texts=Texts(
+            settings.schedule.locale, settings.schedule.templates, settings.schedule.timezone
+        ),
         redactor=REDACTOR,
         db=db,
         on_response=lambda code: counter.labels(configured.name, code).inc(),
@@ -63,24 +67,44 @@ class Delivery:
 
     @classmethod
     def build(
-        cls, configured: list[ConfiguredAdapter], settings: Settings, db: Database,
-        metrics: Metrics, clock: Callable[[], float] = time.time,
+        cls,
+        configured: list[ConfiguredAdapter],
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
     ) -> Delivery:
-        parser = NumberParser(settings.numbers.default_region,
-                              settings.numbers.extension_max_digits)
+        parser = NumberParser(
+            settings.numbers.default_region, settings.numbers.extension_max_digits
+        )
         d = settings.delivery
         outbox = Outbox(db, clock)
         workers, adapters = [], []
         for item in configured:
             adapter = build_adapter(item, settings, db, metrics, clock)
             pipeline = Pipeline(
-                item.name, adapter, item.settings, db=db, parser=parser,
-                texts=adapter.ctx.texts, schedule=settings.schedule, clock=clock,
+                item.name,
+                adapter,
+                item.settings,
+                db=db,
+                parser=parser,
+                texts=adapter.ctx.texts,
+                schedule=settings.schedule,
+                clock=clock,
             )
-            backoff = Backoff(d.retry_base_seconds, d.retry_max_delay_seconds,
-                              d.retry_max_age_hours * 3600)
-            workers.append(AdapterWorker(pipeline, outbox, backoff, metrics,
-                                         concurrency=item.settings.concurrency, clock=clock))
+            backoff = Backoff(
+                d.retry_base_seconds, d.retry_max_delay_seconds, d.retry_max_age_hours * 3600
+            )
+            workers.append(
+                AdapterWorker(
+                    pipeline,
+                    outbox,
+                    backoff,
+                    metrics,
+                    concurrency=item.settings.concurrency,
+                    clock=clock,
+                )
+            )
             adapters.append(adapter)
         return cls(workers, adapters)
 

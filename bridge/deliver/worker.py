@@ -8,6 +8,7 @@ its next job is due: there is no polling lag.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -102,10 +103,8 @@ class AdapterWorker:
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def process(self, job: Job) -> None:
         """Run one claimed job and book its outcome (done, retry later, or dead)."""
@@ -144,7 +143,9 @@ class AdapterWorker:
         await self._book(self._outbox.mark_retry(job.id, retry_at, reason), PENDING)
         log.warning(
             "delivery failed, will retry",
-            reason=reason, attempts=job.attempts, retry_in=round(retry_at - now, 1),
+            reason=reason,
+            attempts=job.attempts,
+            retry_in=round(retry_at - now, 1),
         )
 
     async def _dead(self, job: Job, reason: str) -> None:

@@ -18,9 +18,22 @@ MULTIPART = "multipart/form-data"
 
 KNOWN_FIELDS = frozenset(
     {
-        "domain", "event", "direction", "uuid", "caller", "callee", "from_domain", "to_domain",
-        "gateway", "date", "call_duration", "dialog_duration", "hangup_cause", "hangup_by",
-        "download_url", "origin",
+        "domain",
+        "event",
+        "direction",
+        "uuid",
+        "caller",
+        "callee",
+        "from_domain",
+        "to_domain",
+        "gateway",
+        "date",
+        "call_duration",
+        "dialog_duration",
+        "hangup_cause",
+        "hangup_by",
+        "download_url",
+        "origin",
     }
 )
 
@@ -123,14 +136,14 @@ async def read_fields(request: web.Request, max_bytes: int) -> dict[str, Any]:
             pairs = []
             for key, value in post.items():
                 if not isinstance(value, str):
-                    raise RequestRejected(422, "invalid_field", f"{key}: files are not accepted", key)
+                    raise RequestRejected(
+                        422, "invalid_field", f"{key}: files are not accepted", key
+                    )
                 pairs.append((key, value))
             return merge_pairs(pairs)
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise RequestRejected(
-            413, "too_large", f"body is larger than {max_bytes} bytes"
-        ) from exc
+        raise RequestRejected(413, "too_large", f"body is larger than {max_bytes} bytes") from exc
     except UnicodeDecodeError as exc:
         raise RequestRejected(400, "bad_encoding", "a form value is not valid UTF-8") from exc
     except ValueError as exc:  # malformed multipart
@@ -140,6 +153,7 @@ async def read_fields(request: web.Request, max_bytes: int) -> dict[str, Any]:
     if ctype == FORM or "Content-Type" not in request.headers:
         return parse_form(body)  # what onlinePBX sends (also assumed when no type is given)
     raise RequestRejected(
-        415, "unsupported_media_type",
+        415,
+        "unsupported_media_type",
         f"Content-Type {ctype!r} is not accepted; send {FORM}, {JSON} or {MULTIPART}",
     )

@@ -26,7 +26,9 @@ def _whole(fields: dict[str, Any], key: str, low: int, high: int, what: str) -> 
         return
     text = value.strip()
     if not text.isascii() or not text.isdigit():
-        raise RequestRejected(422, "invalid_field", f"{key} must be {what}, got {_shown(value)}", key)
+        raise RequestRejected(
+            422, "invalid_field", f"{key} must be {what}, got {_shown(value)}", key
+        )
     number = int(text)
     if not low <= number <= high:
         raise RequestRejected(
@@ -47,7 +49,9 @@ def validate(fields: dict[str, Any], now: float) -> IncomingEvent:
             raise RequestRejected(422, "invalid_field", f"{key} contains control characters", key)
     event = fields["event"].strip()
     if not _EVENT.match(event):
-        raise RequestRejected(422, "invalid_field", f"event is not an event name: {_shown(event)}", "event")
+        raise RequestRejected(
+            422, "invalid_field", f"event is not an event name: {_shown(event)}", "event"
+        )
     uuid = fields["uuid"].strip()
     if len(uuid) > 128:
         raise RequestRejected(422, "invalid_field", "uuid is longer than 128 characters", "uuid")

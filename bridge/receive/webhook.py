@@ -32,8 +32,9 @@ async def handle_webhook(request: web.Request) -> web.Response:
         metrics.events.labels("-", "bad_token").inc()
         log.warning("webhook with a wrong token", peer=request.remote)
         return web.json_response({"ok": False, "error": "not_found"}, status=404)
-    sender = client_ip(request.remote, request.headers.get("X-Forwarded-For"),
-                       settings.trusted_proxies)
+    sender = client_ip(
+        request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
+    )
     if not ip_allowed(sender, settings.allowed_ips):
         metrics.events.labels("-", "forbidden").inc()
         log.warning("webhook from an address not in allowed_ips", ip=sender)
@@ -52,8 +53,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         metrics.events.labels(incoming.event, "forbidden").inc()
         log.warning("webhook from a domain not in allowed_domains", domain=incoming.domain, **bound)
         return web.json_response(
-            {"ok": False, "error": "forbidden", "field": "domain",
-             "detail": "domain not allowed"},
+            {"ok": False, "error": "forbidden", "field": "domain", "detail": "domain not allowed"},
             status=403,
         )
     try:
@@ -62,8 +62,11 @@ async def handle_webhook(request: web.Request) -> web.Response:
         metrics.events.labels(incoming.event, "storage_error").inc()
         log.error("could not store webhook; answered 503", error=str(exc), **bound)
         return web.json_response(
-            {"ok": False, "error": "storage_unavailable",
-             "detail": "the event could not be stored; send it again later"},
+            {
+                "ok": False,
+                "error": "storage_unavailable",
+                "detail": "the event could not be stored; send it again later",
+            },
             status=503,
         )
     outcome = "duplicate" if stored.duplicate else "stored"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +116,8 @@ class Database:
                 yield self.conn
                 await self.conn.execute("COMMIT")
             except BaseException as exc:
-                try:
+                with suppress(sqlite3.Error):
                     await self.conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
                 if isinstance(exc, sqlite3.Error):
                     raise StorageError(str(exc)) from exc
                 raise

@@ -91,8 +91,7 @@ class Outbox:
     async def _finish(self, job_id: int, status: str, **cols: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in cols)
         await self._db.write(
-            f"UPDATE jobs SET status = ?, updated_at = ?{', ' if sets else ''}{sets}"
-            " WHERE id = ?",
+            f"UPDATE jobs SET status = ?, updated_at = ?{', ' if sets else ''}{sets} WHERE id = ?",
             (status, self._clock(), *cols.values(), job_id),
         )
 
@@ -144,8 +143,7 @@ class Outbox:
 
     async def get(self, job_id: int) -> Job | None:
         row = await self._db.fetchone(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id"
-            " WHERE j.id = ?",
+            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id WHERE j.id = ?",
             (job_id,),
         )
         return None if row is None else Job.from_row(row)

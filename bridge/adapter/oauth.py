@@ -1,0 +1,116 @@
+"""OAuth 2.0 refresh-token handling shared by CRM adapters.
+
+The adapter supplies only its vendor's refresh call; this keeps the token pair in the
+bridge's database (``adapter_state``), refreshes it shortly before it expires and once after
+a 401, and makes sure concurrent jobs never refresh twice (a refresh token is often
+single-use: a second refresh with the old one would log the bridge out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+from bridge.adapter.errors import Permanent
+from bridge.adapter.http import CRMClient
+from bridge.store.state import AdapterState
+
+STATE_KEY = "oauth"
+EARLY = 120.0  # refresh this many seconds before the access token expires
+
+
+@dataclass
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_at: float | None = None  # unix seconds; None = unknown (refresh on 401 only)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a token's api_domain
+
+
+Refresher = Callable[[str], Awaitable[TokenPair]]
+"""Given the current refresh token, ask the vendor for a new pair (raise Permanent if refused)."""
+
+
+class OAuthTokens:
+    def __init__(
+        self,
+        state: AdapterState,
+        refresher: Refresher,
+        *,
+        initial_refresh_token: str | None,
+        clock: Callable[[], float],
+        redact: Callable[[str], None] = lambda secret: None,
+    ) -> None:
+        self._state = state
+        self._refresher = refresher
+        self._initial = initial_refresh_token
+        self._clock = clock
+        self._redact = redact
+        self._pair: TokenPair | None = None
+        self._lock = asyncio.Lock()
+
+    async def _load(self) -> TokenPair | None:
+        if self._pair is None:
+            raw = await self._state.get(STATE_KEY)
+            if raw:
+                self._pair = TokenPair(**json.loads(raw))
+                self._redact(self._pair.access_token)
+                self._redact(self._pair.refresh_token)
+        return self._pair
+
+    async def current(self) -> TokenPair:
+        """A pair whose access token is valid now (refreshing first if needed)."""
+        async with self._lock:
+            pair = await self._load()
+            if pair is None or (
+                pair.expires_at is not None and pair.expires_at - EARLY <= self._clock()
+            ):
+                pair = await self._refresh(pair)
+            return pair
+
+    async def access_token(self) -> str:
+        return (await self.current()).access_token
+
+    async def refresh_after_401(self, rejected_access_token: str) -> str:
+        """Refresh once after a 401, unless another job already did."""
+        async with self._lock:
+            pair = await self._load()
+            if pair is not None and pair.access_token != rejected_access_token:
+                return pair.access_token
+            return (await self._refresh(pair)).access_token
+
+    async def _refresh(self, pair: TokenPair | None) -> TokenPair:
+        refresh_token = pair.refresh_token if pair else self._initial
+        if not refresh_token:
+            raise Permanent("no OAuth refresh token: set refresh_token in the adapter settings")
+        new = await self._refresher(refresh_token)
+        self._redact(new.access_token)
+        self._redact(new.refresh_token)
+        # Persist before use: a crash now must not leave us with a spent refresh token.
+        await self._state.put(STATE_KEY, json.dumps(asdict(new)))
+        self._pair = new
+        return new
+
+
+async def bearer_request(
+    client: CRMClient,
+    tokens: OAuthTokens | None,
+    static_token: str | None,
+    method: str,
+    url: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send with ``Authorization: Bearer``; with OAuth, refresh and resend once on a 401."""
+    headers = dict(kwargs.pop("headers", None) or {})
+    token = static_token if tokens is None else await tokens.access_token()
+    headers["Authorization"] = f"Bearer {token}"
+    response = await client.request(method, url, headers=headers, **kwargs)
+    if response.status_code == 401 and tokens is not None:
+        headers["Authorization"] = f"Bearer {await tokens.refresh_after_401(token or '')}"
+        response = await client.request(method, url, headers=headers, **kwargs)
+    return response
