@@ -32,9 +32,14 @@ def redact_secrets(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict
     return {k: _mask(v) for k, v in event_dict.items()}
 
 
-def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
-    stream = stream or sys.stderr
-    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # Resolved per logger, so a replaced sys.stderr (tests, daemons) is honoured.
+    return structlog.PrintLogger(sys.stderr)
+
+
+def configure(level: str = "INFO", fmt: str = "auto") -> None:
+    """Log lines to stderr: JSON, or console rendering when stderr is a terminal."""
+    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
@@ -50,6 +55,6 @@ def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

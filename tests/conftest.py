@@ -12,12 +12,18 @@ import pytest
 import respx
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge import logs
 from bridge.app import create_app
 from bridge.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parent / "samples"  # copies of shared/onlinepbx/samples
 TOKEN = "test-token-0123456789abcdef"
 WEBHOOK = f"/webhooks/onlinepbx/{TOKEN}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def json_logs_to_stderr() -> None:
+    logs.configure("DEBUG", "json")
 
 
 @pytest.fixture(autouse=True)
