@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from bridge.keys import DELIVERY
 from bridge.samples import sample
@@ -87,7 +88,8 @@ async def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
 async def jobs(settings: Settings) -> list[tuple[Any, ...]]:
     return await rows(
         settings,
-        "SELECT adapter, action, status, attempts, due_at, last_error, result FROM jobs ORDER BY id",
+        "SELECT adapter, action, status, attempts, due_at, last_error, result"
+        " FROM jobs ORDER BY id",
     )
 
 
@@ -119,7 +121,7 @@ async def test_call_end_and_missed_reach_http_receiver_signed(
     assert task["call"]["client"] == "+79221111123"
     assert "+7 922 111-11-23" in task["task"]["title"]
     # A tampered body fails verification: the test would catch a wrong signature.
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         verifier.verify(receiver.requests[0]["body"] + b" ", receiver.requests[0]["headers"])
 
 

@@ -103,7 +103,7 @@ def test_disabled_adapter_is_not_active():
 
 
 def test_bad_template_is_a_settings_error(make_settings):
-    with pytest.raises(SettingsError, match="schedule.templates.task_title"):
+    with pytest.raises(SettingsError, match=r"schedule\.templates\.task_title"):
         create_app(make_settings(schedule={"templates": {"task_title": "{boom}"}}))
 
 
