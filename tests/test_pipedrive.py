@@ -1,0 +1,561 @@
+"""Pipedrive adapter: behaviour with Pipedrive's real answers, and every request the suite
+sends validated against Pipedrive's official OpenAPI files (see tests/fakes/pipedrive.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.pipedrive import PipedriveAdapter, PipedriveSettings
+from bridge.adapter import Permanent
+from bridge.samples import sample
+from bridge.testing import AdapterHarness
+from tests.conftest import FakeClock
+from tests.fakes.pipedrive import (
+    SPEC_DIR,
+    ContractViolation,
+    PipedriveContract,
+    activity,
+    call_log,
+    error,
+    ok,
+    person,
+    search_answer,
+    search_item,
+)
+
+API = "https://api.pipedrive.com"
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+SEARCH = f"{API}/api/v2/persons/search"
+PERSONS = f"{API}/api/v2/persons"
+ACTIVITIES = f"{API}/api/v2/activities"
+CALL_LOGS = f"{API}/v1/callLogs"
+NOW = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+SPECS_MISSING = f"Pipedrive OpenAPI files not found at {SPEC_DIR} (shared/ beside the repo)"
+
+
+# -- the contract: every request any test here sends is validated -------------------------
+
+
+@pytest.fixture(scope="module")
+def contract() -> PipedriveContract | None:
+    """Loaded once for the module (the two files are 2.8 MB of YAML)."""
+    return PipedriveContract() if SPEC_DIR.is_dir() else None
+
+
+@pytest.fixture(autouse=True)
+def validate_sent_requests(no_unmocked_http, contract):
+    """After each test: every request sent to Pipedrive's API must match the spec."""
+    yield
+    if contract is None:
+        return
+    for call in no_unmocked_http.calls:
+        if PipedriveContract.applies_to(call.request):
+            contract.validate(call.request)
+
+
+@pytest.fixture
+def specs(contract) -> PipedriveContract:
+    if contract is None:
+        pytest.skip(SPECS_MISSING)
+    return contract
+
+
+def request(method: str, path: str, body: Any = None, **params: str) -> httpx.Request:
+    return httpx.Request(
+        method,
+        f"{API}{path}",
+        params=params or None,
+        json=body,
+        headers={"x-api-token": TOKEN},
+    )
+
+
+GOOD_CALL_LOG = {
+    "outcome": "connected",
+    "to_phone_number": "+79502222919",
+    "start_time": "2026-05-28T20:24:11Z",
+    "end_time": "2026-05-28T20:26:40Z",
+}
+
+
+def test_contract_accepts_a_valid_call_log(specs):
+    assert specs.validate(request("POST", "/v1/callLogs", GOOD_CALL_LOG)) == "addCallLog"
+
+
+@pytest.mark.parametrize(
+    ("bad", "needle"),
+    [
+        # The spec's prose format: its schema (format: date-time) rejects it.
+        (
+            request("POST", "/v1/callLogs", {**GOOD_CALL_LOG, "start_time": "2026-05-28 20:24:11"}),
+            "date-time",
+        ),
+        (request("POST", "/v1/callLogs", {**GOOD_CALL_LOG, "outcome": "answered"}), "answered"),
+        (request("POST", "/v1/callLogs", {**GOOD_CALL_LOG, "duration": 135}), "string"),
+        (request("POST", "/v1/callLogs", {**GOOD_CALL_LOG, "recording": "x"}), "recording"),
+        (request("POST", "/v1/callLogs", {"outcome": "busy"}), "required"),
+        (request("POST", "/api/v2/activities", {"done": "no"}), "boolean"),
+        (request("GET", "/api/v2/persons/search", term="99", fields="phone", exact="1"), "exact"),
+        (request("GET", "/api/v2/persons/search", fields="phone"), "term"),
+        (request("GET", "/api/v2/persons/search", term="99", fields="phones"), "phones"),
+        (request("POST", "/api/v2/callLogs", GOOD_CALL_LOG), "no such operation"),
+        (httpx.Request("GET", f"{API}/v1/users"), "x-api-token"),
+    ],
+)
+def test_contract_rejects_mismatches(specs, bad, needle):
+    with pytest.raises(ContractViolation, match=needle):
+        specs.validate(bad)
+
+
+def test_specs_are_present_for_the_contract_test(contract):
+    if contract is None:
+        pytest.skip(SPECS_MISSING)
+    # Each operation the adapter uses exists, with the token cost the docs quote.
+    costs = {
+        ("/api/v2", "/persons/search", "get"): 20,
+        ("/api/v2", "/persons", "post"): 5,
+        ("/api/v2", "/activities", "post"): 5,
+        ("/v1", "/callLogs", "post"): 10,
+        ("/v1", "/users", "get"): 20,
+        ("/v1", "/users/me", "get"): 2,
+    }
+    for (prefix, path, method), cost in costs.items():
+        assert contract.raw[prefix]["paths"][path][method]["x-token-cost"] == cost
+
+
+# -- harness --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+async def open_harness(tmp_path, clock):
+    made: list[AdapterHarness] = []
+
+    async def open_(**table: Any) -> AdapterHarness:
+        settings = {"api_token": TOKEN, "rate_limit": 0, **table}
+        h = await AdapterHarness.open(
+            tmp_path, "pipedrive", settings, clock=clock, schedule={"locale": "en"}
+        )
+        made.append(h)
+        return h
+
+    yield open_
+    for h in made:
+        await h.close()
+
+
+def body(route: Any, index: int = -1) -> dict[str, Any]:
+    return json.loads(route.calls[index].request.content)
+
+
+ANNA = search_item(51, "Anna Petrova", ["+7 (950) 222-29-19"], owner=7001)
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def test_settings_need_a_token_or_a_complete_oauth_app():
+    with pytest.raises(ValueError, match="api_token"):
+        PipedriveSettings(client_id="abc")
+    s = PipedriveSettings(api_token=TOKEN)
+    assert s.secrets() == [TOKEN] and s.base_url is None and s.activity_type == "call"
+
+
+def test_registry_builds_the_adapter():
+    from bridge.registry import configured
+
+    [item] = configured({"crm": {"type": "pipedrive", "api_token": TOKEN}})
+    assert item.cls is PipedriveAdapter
+
+
+# -- find, create, log ----------------------------------------------------------------------
+
+
+async def test_known_person_call_is_logged_with_owner(open_harness, no_unmocked_http, clock):
+    search = no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(
+        return_value=call_log("CAd92b224eb4a39b5ad8fea92ff0e", outcome="connected")
+    )
+    h = await open_harness()
+    payload = sample("call_end", uuid="p-known", now=clock())
+    payload["download_url"] = "https://records.onpbx.ru/p-known.mp3"
+    job = await h.deliver(payload)
+    assert job.status == "done", job.last_error
+    assert job.result == "callLog:CAd92b224eb4a39b5ad8fea92ff0e"
+
+    sent = search.calls[0].request
+    assert sent.headers["x-api-token"] == TOKEN
+    assert "authorization" not in sent.headers
+    assert dict(sent.url.params) == {"term": "9502222919", "fields": "phone"}
+
+    log = body(logs)
+    assert log == {
+        "user_id": 7001,  # the person's owner
+        "subject": "Outbound call to +7 950 222-29-19",
+        "duration": "135",  # talk seconds
+        "outcome": "connected",
+        "from_phone_number": "74991111282",
+        "to_phone_number": "+79502222919",
+        "start_time": "2026-05-28T20:24:11Z",
+        "end_time": "2026-05-28T20:26:40Z",
+        "person_id": 51,
+        "note": log["note"],
+    }
+    assert "Talked" in log["note"] and "NORMAL_CLEARING" in log["note"]
+    assert 'href="https://records.onpbx.ru/p-known.mp3"' in log["note"]
+
+
+async def test_users_map_routes_the_call(open_harness, no_unmocked_http, clock):
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA2"))
+    h = await open_harness(users={"145": 8002})
+    assert (await h.deliver(sample("call_end", uuid="p-map", now=clock()))).status == "done"
+    assert body(logs)["user_id"] == 8002
+
+
+async def test_unconfirmed_hits_are_ignored_and_outcomes_map(open_harness, no_unmocked_http, clock):
+    other = search_item(77, "Other", ["+7 950 222 29 18"], owner=1)
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(other))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA3"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="p-busy", now=clock())
+    payload.update(dialog_duration="0", hangup_cause="USER_BUSY")
+    assert (await h.deliver(payload)).status == "done"
+    log = body(logs)
+    assert "person_id" not in log and "user_id" not in log
+    assert log["outcome"] == "busy" and log["duration"] == "0"
+    payload = sample("call_end", uuid="p-wrong", now=clock())
+    payload.update(dialog_duration="0", hangup_cause="UNALLOCATED_NUMBER")
+    assert (await h.deliver(payload)).status == "done"
+    assert body(logs)["outcome"] == "wrong_number"
+
+
+async def test_multiple_persons_take_the_best_confirmed_match(
+    open_harness, no_unmocked_http, clock
+):
+    noise = search_item(40, "Noise", ["+1 415 555 0100"], owner=1)
+    dup = search_item(52, "Anna (dup)", ["89502222919"], owner=7002)
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(noise, ANNA, dup))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA4"))
+    h = await open_harness()
+    assert (await h.deliver(sample("call_end", uuid="p-multi", now=clock()))).status == "done"
+    assert body(logs)["person_id"] == 51 and body(logs)["user_id"] == 7001
+
+
+async def test_missed_call_from_unknown_caller_creates_person_then_activity(
+    open_harness, no_unmocked_http, clock
+):
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer())
+    persons = no_unmocked_http.post(PERSONS).mock(
+        return_value=person(601, "Client +7 922 111-11-23", "+79221111123", owner=9000)
+    )
+    activities = no_unmocked_http.post(ACTIVITIES).mock(
+        return_value=activity(7700, type="call", done=False)
+    )
+    h = await open_harness(default_user="9000", task_due_minutes=30)
+    job = await h.deliver(sample("call_missed", uuid="p-missed", now=clock()))
+    assert job.status == "done", job.last_error
+    assert job.result == "activity:7700"
+    assert body(persons) == {
+        "name": "Client +7 922 111-11-23",
+        "owner_id": 9000,
+        "phones": [{"value": "+79221111123", "primary": True, "label": "work"}],
+    }
+    sent = body(activities)
+    assert sent == {
+        "subject": sent["subject"],
+        "type": "call",
+        "owner_id": 9000,  # the new person's owner
+        "person_id": 601,
+        "due_date": "2026-05-28",  # now + 30 min, UTC
+        "due_time": "20:56",
+        "done": False,
+        "note": sent["note"],
+    }
+    assert sent["subject"].startswith("Call back: missed call from +7 922 111-11-23")
+    assert "73431111137" in sent["note"]
+
+
+async def test_activity_goes_to_the_person_owner(open_harness, no_unmocked_http, clock):
+    known = search_item(53, "Ivan", ["+7 922 111 11 23"], owner=7001)
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(known))
+    activities = no_unmocked_http.post(ACTIVITIES).mock(return_value=activity(7701))
+    h = await open_harness(default_user="9000", activity_type="callback")
+    assert (await h.deliver(sample("call_missed", uuid="p-own", now=clock()))).status == "done"
+    assert body(activities)["owner_id"] == 7001 and body(activities)["person_id"] == 53
+    assert body(activities)["type"] == "callback"
+
+
+async def test_a_non_numeric_user_id_is_a_config_error(open_harness, no_unmocked_http, clock):
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer())
+    h = await open_harness(default_user="anna@example.com")
+    job = await h.deliver(sample("call_end", uuid="p-badid", now=clock()))
+    assert job.status == "dead" and "not a number" in (job.last_error or "")
+
+
+# -- idempotency ----------------------------------------------------------------------------
+
+
+async def test_the_same_call_delivered_twice_creates_one_call_log(
+    open_harness, no_unmocked_http, clock
+):
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA5"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="p-twice", now=clock())
+    job = await h.deliver(payload)
+    assert job.status == "done"
+    await h.store(payload)
+    assert await h.attempt() == []
+    await h.worker.process(job)
+    again = await h.outbox.get(job.id)
+    assert again is not None and again.status == "done" and again.result == "callLog:CA5"
+    assert logs.call_count == 1
+
+
+async def test_retry_after_a_failed_activity_reuses_the_created_person(
+    open_harness, no_unmocked_http, clock
+):
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer())
+    persons = no_unmocked_http.post(PERSONS).mock(return_value=person(602, "C", "+7922", 1))
+    activities = no_unmocked_http.post(ACTIVITIES)
+    activities.side_effect = [
+        error(500, "Internal server error"),
+        activity(7702),
+    ]
+    h = await open_harness()
+    job = await h.deliver(sample("call_missed", uuid="p-retry", now=clock()))
+    assert job.status == "pending" and "Internal server error" in (job.last_error or "")
+    clock.advance(job.due_at - clock() + 1)
+    [job] = await h.attempt()
+    assert job.status == "done" and job.result == "activity:7702"
+    assert persons.call_count == 1 and activities.call_count == 2
+    assert body(activities)["person_id"] == 602
+
+
+# -- errors and limits ----------------------------------------------------------------------
+
+
+async def test_429_honours_retry_after(open_harness, no_unmocked_http, clock):
+    limited = error(429, "Request over limit", errorCode=429)
+    limited.headers.update({"retry-after": "7", "x-ratelimit-remaining": "0"})
+    search = no_unmocked_http.get(SEARCH)
+    search.side_effect = [limited, search_answer(ANNA)]
+    no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA6"))
+    h = await open_harness()
+    job = await h.deliver(sample("call_end", uuid="p-429", now=clock()))
+    assert job.status == "pending" and job.due_at - clock() == pytest.approx(7.0)
+    assert "Request over limit" in (job.last_error or "")
+    clock.advance(8)
+    [job] = await h.attempt()
+    assert job.status == "done"
+
+
+async def test_429_without_retry_after_uses_the_window_reset(open_harness, no_unmocked_http, clock):
+    limited = error(429, "Request over limit", errorCode=429)
+    limited.headers.update({"x-ratelimit-limit": "40", "x-ratelimit-reset": "2"})
+    no_unmocked_http.get(SEARCH).mock(return_value=limited)
+    h = await open_harness()
+    job = await h.deliver(sample("call_end", uuid="p-429b", now=clock()))
+    assert job.status == "pending" and job.due_at - clock() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("response", "needle"),
+    [
+        (error(401, "unauthorized access", errorCode=401), "check api_token"),
+        (error(403, "You don't have permission to change this resource."), "account-settings"),
+        (error(400, '"outcome" is required.'), '"outcome" is required.'),
+        (error(404, "A resource required for this operation was not found."), "HTTP 404"),
+    ],
+)
+async def test_client_errors_are_dead_with_the_vendor_message(
+    open_harness, no_unmocked_http, clock, response, needle
+):
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
+    no_unmocked_http.post(CALL_LOGS).mock(return_value=response)
+    h = await open_harness()
+    job = await h.deliver(sample("call_end", uuid=f"p-{response.status_code}", now=clock()))
+    assert job.status == "dead"
+    assert needle in (job.last_error or "")
+    assert TOKEN not in (job.last_error or "")
+
+
+async def test_gateway_errors_without_envelope_are_retried(open_harness, no_unmocked_http, clock):
+    no_unmocked_http.get(SEARCH).mock(
+        return_value=httpx.Response(503, text="<html>Service Unavailable</html>")
+    )
+    h = await open_harness()
+    job = await h.deliver(sample("call_end", uuid="p-503", now=clock()))
+    assert job.status == "pending" and "HTTP 503" in (job.last_error or "")
+
+
+# -- OAuth ----------------------------------------------------------------------------------
+
+
+async def test_oauth_uses_the_token_api_domain_and_refreshes(tmp_path, no_unmocked_http, clock):
+    company = "https://acme.pipedrive.com"
+    token = no_unmocked_http.post("https://oauth.pipedrive.com/oauth/token")
+    token.side_effect = [
+        httpx.Response(
+            200,
+            json={
+                "access_token": "v1u:access-1",
+                "token_type": "Bearer",
+                "refresh_token": "refresh-2",
+                "scope": "base,contacts:full,activities:full,phone-integration",
+                "expires_in": 3599,
+                "api_domain": company,
+            },
+        ),
+        httpx.Response(
+            200,
+            json={
+                "access_token": "v1u:access-2",
+                "token_type": "Bearer",
+                "refresh_token": "refresh-3",
+                "scope": "base",
+                "expires_in": 3599,
+                "api_domain": company,
+            },
+        ),
+    ]
+    search = no_unmocked_http.get(f"{company}/api/v2/persons/search")
+    search.side_effect = [
+        search_answer(ANNA),
+        error(401, "unauthorized access", errorCode=401),
+        search_answer(ANNA),
+    ]
+    no_unmocked_http.post(f"{company}/v1/callLogs").mock(return_value=call_log("CA7"))
+    table = {
+        "client_id": "b4b4b4b4",
+        "client_secret": "pd-secret-value",
+        "refresh_token": "refresh-1",
+        "rate_limit": 0,
+    }
+    h = await AdapterHarness.open(tmp_path, "pipedrive", table, clock=clock)
+    try:
+        assert (await h.deliver(sample("call_end", uuid="po-1", now=clock()))).status == "done"
+        first = token.calls[0].request
+        assert first.headers["authorization"] == "Basic YjRiNGI0YjQ6cGQtc2VjcmV0LXZhbHVl"
+        assert first.content == b"grant_type=refresh_token&refresh_token=refresh-1"
+        assert search.calls[0].request.headers["authorization"] == "Bearer v1u:access-1"
+        assert "x-api-token" not in search.calls[0].request.headers
+        # A revoked access token: one refresh, the request resent once.
+        assert (await h.deliver(sample("call_end", uuid="po-2", now=clock()))).status == "done"
+        assert token.call_count == 2
+        assert search.calls[-1].request.headers["authorization"] == "Bearer v1u:access-2"
+        stored = json.loads(await h.adapter.ctx.state.get("oauth") or "{}")
+        assert stored["refresh_token"] == "refresh-3"
+        assert stored["extra"] == {"api_domain": company}
+    finally:
+        await h.close()
+
+
+# -- check ----------------------------------------------------------------------------------
+
+USER = {
+    "default_currency": "EUR",
+    "locale": "et_EE",
+    "lang": 1,
+    "phone": "0000-0001",
+    "activated": True,
+    "last_login": "2019-11-21 08:45:56",
+    "created": "2018-11-13 09:16:26",
+    "modified": "2019-11-21 08:45:56",
+    "has_created_company": True,
+    "timezone_name": "Europe/Berlin",
+    "timezone_offset": "+03:00",
+    "role_id": 1,
+    "icon_url": None,
+    "is_you": False,
+    "is_deleted": False,
+}
+
+
+async def test_check_names_the_company_and_lists_active_users(open_harness, no_unmocked_http):
+    no_unmocked_http.get(f"{API}/v1/users/me").mock(
+        return_value=ok(
+            {
+                **USER,
+                "id": 1,
+                "name": "Me",
+                "email": "me@pipedrive.com",
+                "active_flag": True,
+                "is_you": True,
+                "company_id": 54235233,
+                "company_name": "Pipedrive",
+                "company_domain": "pipedrive-12g53f",
+                "company_country": "EE",
+            }
+        )
+    )
+    no_unmocked_http.get(f"{API}/v1/users").mock(
+        return_value=ok(
+            [
+                {
+                    **USER,
+                    "id": 1,
+                    "name": "John Doe",
+                    "email": "john@pipedrive.com",
+                    "active_flag": True,
+                },
+                {
+                    **USER,
+                    "id": 2,
+                    "name": "Jane Doe",
+                    "email": "jane@pipedrive.com",
+                    "active_flag": True,
+                },
+                {
+                    **USER,
+                    "id": 3,
+                    "name": "Gone",
+                    "email": "gone@pipedrive.com",
+                    "active_flag": False,
+                },
+            ]
+        )
+    )
+    h = await open_harness()
+    result = await h.adapter.check()
+    assert (
+        result.account == "Pipedrive company Pipedrive (pipedrive-12g53f.pipedrive.com, API token)"
+    )
+    assert result.users == [
+        ("1", "John Doe <john@pipedrive.com>"),
+        ("2", "Jane Doe <jane@pipedrive.com>"),
+    ]
+
+
+async def test_check_with_a_bad_token_fails_clearly(open_harness, no_unmocked_http):
+    no_unmocked_http.get(f"{API}/v1/users/me").mock(
+        return_value=error(401, "unauthorized access", errorCode=401)
+    )
+    h = await open_harness()
+    with pytest.raises(Permanent, match="unauthorized access") as err:
+        await h.adapter.check()
+    assert TOKEN not in err.value.reason
+
+
+# -- last: the whole module's traffic covered every operation the adapter uses ---------------
+
+
+def test_zz_every_operation_the_adapter_uses_was_validated(specs):
+    # Runs last in this module: the per-test validation above has seen all of these.
+    assert set(specs.validated) >= {
+        "searchPersons",
+        "addPerson",
+        "addActivity",
+        "addCallLog",
+        "getUsers",
+        "getCurrentUser",
+    }
