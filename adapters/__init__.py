@@ -7,4 +7,5 @@ Third-party adapters register under the ``pbx_bridge.adapters`` entry-point grou
 BUILTIN: dict[str, str] = {
     "local": "adapters.local:LocalAdapter",
     "http": "adapters.webhook:HttpAdapter",
+    "bitrix24": "adapters.bitrix24:Bitrix24Adapter",
 }
