@@ -44,20 +44,6 @@ class Bitrix24Settings(AdapterSettings):
     add_to_chat: bool = Field(False, description="post a call message in the employee's chat")
     attach_records: bool = True
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook_shape(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is None:
-            return v
-        url = v.get_secret_value().strip()
-        # The message never echoes the value: it holds the webhook's secret code.
-        if not _WEBHOOK.match(url):
-            raise ValueError(
-                "must look like https://PORTAL/rest/USER_ID/CODE/ (copy it from"
-                " Developer resources → Other → Inbound webhook)"
-            )
-        return SecretStr(url if url.endswith("/") else url + "/")
-
     @field_validator("base_url")
     @classmethod
     def _portal(cls, v: str | None) -> str | None:
@@ -67,6 +53,15 @@ class Bitrix24Settings(AdapterSettings):
     def _one_auth(self) -> Bitrix24Settings:
         oauth = [self.client_id, self.client_secret, self.refresh_token]
         if self.webhook_url is not None:
+            # Checked here, not in a field validator: an error of the model as a whole never
+            # echoes the input value, and this one holds the webhook's secret code.
+            url = self.webhook_url.get_secret_value().strip()
+            if not _WEBHOOK.match(url):
+                raise ValueError(
+                    "webhook_url must look like https://PORTAL/rest/USER_ID/CODE/ (copy it"
+                    " from Developer resources → Other → Inbound webhook)"
+                )
+            self.webhook_url = SecretStr(url if url.endswith("/") else url + "/")
             if any(x is not None for x in oauth):
                 raise ValueError(
                     "give either webhook_url or the OAuth keys (client_id, client_secret,"
