@@ -437,3 +437,19 @@ async def test_findbycomm_hit_is_confirmed_against_the_stored_phone(
     assert job.status == "done", job.last_error
     assert [body(get, i) for i in (0, 1)] == [{"id": 275}, {"id": 2297}]
     assert (body(todo)["ownerId"], body(todo)["responsibleId"]) == (2297, 12)
+
+
+async def test_todo_without_a_record_becomes_a_plain_task(open_harness, clock, no_unmocked_http):
+    h = await open_harness(create_contacts="never", default_user=3)
+    route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = ok([])
+    route(no_unmocked_http, "crm.duplicate.findbycomm").return_value = ok([])
+    todo = route(no_unmocked_http, "crm.activity.todo.add")
+    add = route(no_unmocked_http, "tasks.task.add")
+    add.return_value = ok({"task": {"id": "12"}})
+
+    job = await h.deliver(sample("call_missed", now=clock()))
+
+    assert job.status == "done", job.last_error
+    assert not todo.called
+    fields = body(add)["fields"]
+    assert "UF_CRM_TASK" not in fields and fields["RESPONSIBLE_ID"] == 3
