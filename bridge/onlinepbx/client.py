@@ -136,9 +136,7 @@ class OnlinePBX:
                 )
             auth = f"{data.get('key_id', '')}:{data.get('key', '')}"
             self._redactor.add(auth, str(data.get("key") or ""))
-            await self._db.write(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (self._meta_key, auth)
-            )
+            await self._db.set_meta(self._meta_key, auth)
             self._auth = auth
             return auth
 

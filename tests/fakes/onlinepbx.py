@@ -12,6 +12,7 @@ The clock is the test's, so expiry needs no sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class FakeOnlinePBX:
     logins: int = 0
     requests: list[dict[str, str]] = field(default_factory=list)
     fail_history_at: int | None = None  # the n-th history search (1-based) answers HTTP 500
+    hang_history_at: int | None = None  # the n-th history search never answers
+    hanging: asyncio.Event = field(default_factory=asyncio.Event)  # set when it hangs
     _links: dict[str, tuple[str, float]] = field(default_factory=dict)
     _history_calls: int = 0
     server: TestServer | None = None
@@ -129,6 +132,9 @@ class FakeOnlinePBX:
         self._history_calls += 1
         if self._history_calls == self.fail_history_at:
             return web.Response(status=500, text="internal error")
+        if self._history_calls == self.hang_history_at:
+            self.hanging.set()
+            await asyncio.Event().wait()
         try:
             start, end = int(form["start_stamp_from"]), int(form["start_stamp_to"])
         except (KeyError, ValueError):
