@@ -154,7 +154,7 @@ def seed_month(pbx) -> list[str]:
 
 async def test_backfill_dry_run_counts_and_queues_nothing(tmp_path, pbx, make_settings, capsys):
     seed_month(pbx)
-    path = backfill_config(tmp_path, pbx)
+    path = backfill_config(tmp_path, pbx, "backfill_window_hours = 168\n")
     argv = ["-c", path, "backfill", "--since", "2026-03-01", "--until", "2026-04-01", "--dry-run"]
     assert await cli(argv) == 0
     out = capsys.readouterr()
