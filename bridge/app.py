@@ -13,8 +13,11 @@ import structlog
 from aiohttp import web
 
 from bridge.deliver.service import Delivery, job_planner
-from bridge.keys import CLOCK, DB, DELIVERY, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.keys import CLOCK, DB, DELIVERY, LINKS, METRICS, SETTINGS, TOKEN, WRITER
 from bridge.metrics import Metrics
+from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
+from bridge.onlinepbx.recordings import handle_recording
+from bridge.onlinepbx.service import recordings_ctx, sweep_ctx
 from bridge.receive.webhook import handle_webhook
 from bridge.redact import REDACTOR
 from bridge.registry import ConfiguredAdapter, configured
@@ -59,7 +62,9 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 async def _delivery(app: web.Application) -> AsyncIterator[None]:
     settings, db = app[SETTINGS], app[DB]
     adapters = app[ADAPTERS]
-    delivery = Delivery.build(adapters, settings, db, app[METRICS], app[CLOCK])
+    delivery = Delivery.build(
+        adapters, settings, db, app[METRICS], app[CLOCK], links=app.get(LINKS)
+    )
     app[DELIVERY] = delivery
     app[WRITER] = EventWriter(db, job_planner(adapters), delivery.wake, app[CLOCK])
     await delivery.start()
@@ -129,9 +134,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[METRICS] = Metrics()
     app[ADAPTERS] = configured(settings.adapters)
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(recordings_ctx)
     app.cleanup_ctx.append(_delivery)
+    app.cleanup_ctx.append(sweep_ctx)
     app.router.add_post(WEBHOOK_PATH, handle_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
+    app.router.add_get(RECORDING_ROUTE, handle_recording)
     return app

@@ -1,4 +1,4 @@
-"""``pbx-bridge``: serve, check, outbox, send-sample, calls, tasks, webhook-url."""
+"""``pbx-bridge``: serve, check, outbox, send-sample, calls, tasks, webhook-url, backfill."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bridge import logs
 from bridge.app import WEBHOOK_PATH, create_app, webhook_token
 from bridge.deliver.service import build_adapter
 from bridge.metrics import Metrics
+from bridge.onlinepbx import commands as onlinepbx
 from bridge.redact import REDACTOR
 from bridge.registry import configured
 from bridge.samples import SAMPLES, sample
@@ -166,6 +167,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                 print("       users (id: name) for the `users` map:")
                 for uid, name in result.users:
                     print(f"         {uid}: {name}")
+        failures += await onlinepbx.check(settings, db)
         return 1 if failures else 0
 
     return asyncio.run(_with_db(settings, run))
@@ -282,6 +284,10 @@ def cmd_send_sample(settings: Settings | None, args: argparse.Namespace) -> int:
     return 0 if response.is_success else 1
 
 
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_with_db(settings, lambda db: onlinepbx.backfill(settings, db, args)))
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -324,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=50)
         p.add_argument("--json", action="store_true")
         p.set_defaults(fn=cmd_list_local(kind))
+
+    onlinepbx.add_parser(sub).set_defaults(fn=cmd_backfill)
 
     send = sub.add_parser("send-sample", help="post a vendor-shaped onlinePBX event")
     send.add_argument("event", choices=sorted(SAMPLES))

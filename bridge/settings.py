@@ -35,6 +35,9 @@ class ServerSettings(_Table):
     allowed_ips: list[IPv4Network | IPv6Network] = []
     trusted_proxies: list[IPv4Network | IPv6Network] = []
     public_url: str | None = None
+    signing_key: SecretStr | None = Field(
+        None, description="HMAC key of recording links; generated once and kept in the DB if unset"
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
 
@@ -90,6 +93,38 @@ class DeliverySettings(_Table):
     retry_max_age_hours: float = Field(72.0, gt=0)
 
 
+def normalize_domain(value: str) -> str:
+    """``https://Example.onpbx.ru/`` → ``example.onpbx.ru``: the form webhooks are stored under."""
+    value = value.strip().lower()
+    for scheme in ("https://", "http://"):
+        value = value.removeprefix(scheme)
+    return value.strip("/")
+
+
+class OnlinePBXSettings(_Table):
+    """The onlinePBX HTTP API: stable recording links and recovery of lost webhooks."""
+
+    domain: str = ""
+    api_key: SecretStr | None = None
+    base_url: str = "https://api2.onlinepbx.ru"
+    rate_limit: float = Field(4.0, gt=0, le=5, description="requests per second (API allows ~5)")
+    timeout_seconds: float = Field(15.0, gt=0)
+    recording_link_days: float = Field(365.0, gt=0, description="lifetime of a bridge link")
+    recording_mode: Literal["redirect", "stream"] = "redirect"
+    sweep_interval_minutes: float = Field(10.0, ge=0, description="0 turns the sweep off")
+    sweep_lookback_hours: float = Field(3.0, gt=0, le=168)
+    backfill_window_hours: float = Field(24.0, gt=0, le=168)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        return normalize_domain(v)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.domain and self.api_key is not None)
+
+
 class LogSettings(_Table):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -105,6 +140,7 @@ class Settings(BaseSettings):
     numbers: NumbersSettings = NumbersSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     delivery: DeliverySettings = DeliverySettings()
+    onlinepbx: OnlinePBXSettings = OnlinePBXSettings()
     log: LogSettings = LogSettings()
     adapters: dict[str, dict[str, Any]] = {}
 

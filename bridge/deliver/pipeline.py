@@ -19,6 +19,7 @@ from bridge.adapter.contract import (
     FollowUp,
 )
 from bridge.call import Call, build_call
+from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
 from bridge.schedule import due_time
 from bridge.settings import ScheduleSettings
@@ -47,6 +48,7 @@ class Pipeline:
         texts: Texts,
         schedule: ScheduleSettings,
         clock: Any,
+        links: RecordingLinks | None = None,
     ) -> None:
         self.name = name
         self.adapter = adapter
@@ -57,6 +59,7 @@ class Pipeline:
         self._schedule = schedule
         self._clock = clock
         self._gateways = {_digits(g) for g in settings.gateways}
+        self._links = links  # None: adapters get onlinePBX's own (30-minute) recording link
 
     def skip_reason(self, call: Call, action: str) -> str | None:
         """Why this call causes nothing for this adapter (None: it does)."""
@@ -78,6 +81,8 @@ class Pipeline:
     async def run(self, job: Job) -> str:
         """Deliver ``job``; returns the CRM id (or why it was skipped). Raises DeliveryError."""
         call = build_call(job.payload, self._parser, recovered=job.recovered)
+        if self._links is not None:
+            call = self._links.apply(call, self._clock())
         reason = self.skip_reason(call, job.action)
         if reason:
             return SKIPPED + reason

@@ -14,6 +14,7 @@ from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.deliver.worker import AdapterWorker
 from bridge.metrics import Metrics
+from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
 from bridge.redact import REDACTOR
 from bridge.registry import ConfiguredAdapter
@@ -73,6 +74,7 @@ class Delivery:
         db: Database,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        links: RecordingLinks | None = None,
     ) -> Delivery:
         parser = NumberParser(
             settings.numbers.default_region, settings.numbers.extension_max_digits
@@ -91,6 +93,7 @@ class Delivery:
                 texts=adapter.ctx.texts,
                 schedule=settings.schedule,
                 clock=clock,
+                links=links,
             )
             backoff = Backoff(
                 d.retry_base_seconds, d.retry_max_delay_seconds, d.retry_max_age_hours * 3600

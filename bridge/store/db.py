@@ -149,6 +149,9 @@ class Database:
         row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else row[0]
 
+    async def set_meta(self, key: str, value: str) -> None:
+        await self.write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     async def set_meta_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` unless the key exists; return what is stored."""
         await self.write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))

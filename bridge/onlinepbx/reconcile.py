@@ -1,0 +1,120 @@
+"""Recover calls whose webhook never arrived, from onlinePBX's call history.
+
+A recovered call goes through the same :meth:`EventWriter.submit` as a webhook, marked
+``recovered``; the ``(domain, uuid, event)`` dedup makes a webhook that turns up later (or a
+second sweep) harmless. The periodic sweep covers the last few hours; ``pbx-bridge backfill``
+(:mod:`bridge.onlinepbx.backfill`) walks a past range with the same :class:`Reconciler`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.call import CALL_END, CALL_MISSED
+from bridge.onlinepbx.client import ApiError, OnlinePBX
+from bridge.onlinepbx.history import LOCAL, as_webhook, direction, finished
+from bridge.store.db import Database
+from bridge.store.events import EventWriter, IncomingEvent
+
+log = structlog.get_logger("bridge.reconcile")
+
+
+@dataclass(slots=True)
+class Tally:
+    found: int = 0  # finished calls in the history
+    known: int = 0  # the bridge already has their call_end / call_missed
+    queued: int = 0  # recovered now
+    internal: int = 0  # extension-to-extension calls: nothing for a CRM
+
+    def add(self, other: Tally) -> None:
+        self.found += other.found
+        self.known += other.known
+        self.queued += other.queued
+        self.internal += other.internal
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: OnlinePBX,
+        writer: EventWriter | None,
+        db: Database,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``writer`` None: a dry run that only counts."""
+        self._api = api
+        self._writer = writer
+        self._db = db
+        self._clock = clock
+        self.domain = api.domain
+
+    async def recover(self, start: int, end: int) -> Tally:
+        """Synthesize the missing events of calls that started in ``[start, end]``."""
+        records = [r for r in await self._api.history(start, end) if finished(r)]
+        tally = Tally(found=len(records))
+        known = await self._known({str(r["uuid"]).strip() for r in records})
+        for record in records:
+            if direction(record) == LOCAL:
+                tally.internal += 1
+                continue
+            payload = as_webhook(record, self.domain)
+            if payload["uuid"] in known:
+                tally.known += 1
+                continue
+            tally.queued += 1
+            if self._writer is None:
+                continue
+            stored = await self._writer.submit(
+                IncomingEvent(self.domain, payload["uuid"], payload["event"], payload, True)
+            )
+            if stored.duplicate:  # the webhook won the race: fine, it is the same call
+                tally.queued -= 1
+                tally.known += 1
+        return tally
+
+    async def _known(self, uuids: set[str]) -> set[str]:
+        """Which of ``uuids`` already have a final event (under our domain, or none given)."""
+        found: set[str] = set()
+        ids = sorted(uuids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" for _ in chunk)
+            rows = await self._db.fetchall(
+                f"SELECT DISTINCT uuid FROM events WHERE uuid IN ({marks})"
+                " AND event IN (?, ?) AND domain IN (?, '')",
+                [*chunk, CALL_END, CALL_MISSED, self.domain],
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    async def sweep(self, lookback_seconds: float) -> Tally:
+        now = int(self._clock())
+        tally = await self.recover(now - int(lookback_seconds), now)
+        if tally.queued:
+            log.warning(
+                "recovered calls whose webhook never arrived",
+                recovered=tally.queued,
+                found=tally.found,
+            )
+        else:
+            log.debug("sweep found nothing missing", found=tally.found, known=tally.known)
+        return tally
+
+
+async def sweep_forever(
+    reconciler: Reconciler, interval_seconds: float, lookback_seconds: float
+) -> None:
+    """Sweep at once (covers a restart after downtime), then every ``interval_seconds``."""
+    while True:
+        try:
+            await reconciler.sweep(lookback_seconds)
+        except ApiError as exc:
+            log.error("sweep failed; trying again next time", error=str(exc))
+        except Exception:
+            log.exception("sweep failed; trying again next time")
+        await asyncio.sleep(interval_seconds)
