@@ -58,7 +58,9 @@ def configured(
         try:
             settings = cls.Settings(**table)
         except ValidationError as exc:
-            raise SettingsError(format_validation_error(exc, source, f"adapters.{name}.")) from exc
+            raise SettingsError(
+                format_validation_error(exc, source, f"adapters.{name}.", cls.Settings)
+            ) from exc
         if settings.enabled:
             out.append(ConfiguredAdapter(name, cls, settings))
     return out

@@ -13,7 +13,7 @@ import tomllib
 from datetime import time
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -161,13 +161,31 @@ class SettingsError(Exception):
     """Settings that cannot be used; the message names the file and the key."""
 
 
-def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+def _declared_secret(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> bool:
+    """True when the field at ``loc`` is declared ``SecretStr`` (possibly optional)."""
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return False
+        annotation = model.model_fields[part].annotation
+        kinds = get_args(annotation) or (annotation,)
+        if SecretStr in kinds:
+            return True
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+    return False
+
+
+def format_validation_error(
+    exc: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
+    """One line per problem, naming the key; values of secret fields are never echoed."""
     lines = [f"invalid settings in {source}:"]
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         key = f"{prefix}{key}" if key else prefix.rstrip(".")
         got = err.get("input")
-        secret = any(w in key.lower() for w in ("token", "secret", "key", "password"))
+        secret = _declared_secret(model, err["loc"]) or any(
+            w in key.lower() for w in ("token", "secret", "key", "password")
+        )
         hidden = secret or isinstance(got, dict) or err["type"] == "missing"
         shown = "" if hidden else f" (got {got!r})"
         lines.append(f"  {key}: {err['msg']}{shown}")
@@ -192,4 +210,4 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise SettingsError(format_validation_error(exc, source)) from exc
+        raise SettingsError(format_validation_error(exc, source, model=Settings)) from exc

@@ -4,7 +4,8 @@
     job = await harness.deliver(sample("call_end"))   # → the job after one attempt
     assert job.status == "done"
 
-The real pipeline, worker bookkeeping and SQLite file are used; only the clock is yours.
+The real pipeline, worker bookkeeping and SQLite file are used; only the clock is yours,
+and the adapter's ``rate_limit`` defaults to 0 (unlimited) so tests never sleep.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class AdapterHarness:
         clock: Callable[[], float] = time.time,
         **settings: Any,
     ) -> AdapterHarness:
+        # Tests never wait on the CRM rate limit unless they ask for one.
+        table = {"rate_limit": 0, **table}
         s = Settings(adapters={name: table}, storage={"path": tmp_path / f"{name}.db"}, **settings)
         db = await Database.open(s.storage.path)
         adapters = configured(s.adapters)

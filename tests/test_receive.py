@@ -232,3 +232,16 @@ async def test_unknown_route_and_method_are_json(make_settings, start_bridge):
     assert resp.status == 405 and (await resp.json())["ok"] is False
     resp = await client.get("/nope")
     assert resp.status == 404 and (await resp.json())["ok"] is False
+
+
+async def test_event_without_domain_is_filed_under_the_configured_account(
+    make_settings, start_bridge
+):
+    settings = make_settings(onlinepbx={"domain": "https://Example.onpbx.ru/"})
+    client = await start_bridge(settings)
+    body = vendor_sample("call_end")
+    del body["domain"]
+    assert (await client.post(WEBHOOK, data=body)).status == 200
+    again = await client.post(WEBHOOK, json=body | {"domain": "EXAMPLE.onpbx.ru"})
+    assert (await again.json())["duplicate"] is True
+    assert await rows(settings, "SELECT domain FROM events") == [("example.onpbx.ru",)]

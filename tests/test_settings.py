@@ -110,3 +110,22 @@ def test_bad_template_is_a_settings_error(make_settings):
 def test_missing_file_is_clear(tmp_path):
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_invalid_secret_field_value_is_not_echoed():
+    from pydantic import SecretStr
+
+    from bridge.adapter import AdapterSettings
+    from bridge.settings import format_validation_error
+
+    class WithUrl(AdapterSettings):
+        hook_address: SecretStr  # a secret whose name says nothing about it
+        limit: int = 1
+
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        WithUrl(hook_address=["https://portal/rest/1/c0de/"], limit="x")
+    text = format_validation_error(err.value, "f.toml", "adapters.b.", WithUrl)
+    assert "adapters.b.hook_address" in text and "c0de" not in text
+    assert "(got 'x')" in text  # ordinary values are still shown

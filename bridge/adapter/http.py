@@ -97,7 +97,7 @@ class CRMClient:
             follow_redirects=False,
         )
         self._limiter = limiter
-        self._redactor = redactor or Redactor()
+        self._redactor = Redactor() if redactor is None else redactor  # empty is falsy
         self._on_response = on_response
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:

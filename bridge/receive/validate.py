@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from bridge.receive.parsing import KNOWN_FIELDS, RequestRejected
+from bridge.settings import normalize_domain
 from bridge.store.events import IncomingEvent
 
 EARLIEST = 946_684_800  # 2000-01-01: onlinePBX did not exist before that
@@ -36,8 +37,12 @@ def _whole(fields: dict[str, Any], key: str, low: int, high: int, what: str) -> 
         )
 
 
-def validate(fields: dict[str, Any], now: float) -> IncomingEvent:
-    """The event to store, or RequestRejected naming the field that is wrong."""
+def validate(fields: dict[str, Any], now: float, default_domain: str = "") -> IncomingEvent:
+    """The event to store, or RequestRejected naming the field that is wrong.
+
+    An event without ``domain`` is filed under ``default_domain`` (the configured onlinePBX
+    account), so it deduplicates against the same call recovered from the call history.
+    """
     for key in ("event", "uuid"):
         if not str(fields.get(key) or "").strip():
             raise RequestRejected(422, "missing_field", f"{key} is required", key)
@@ -62,7 +67,7 @@ def validate(fields: dict[str, Any], now: float) -> IncomingEvent:
     if not str(payload.get("date") or "").strip():
         payload["date"] = str(int(now))  # the call time is needed downstream; arrival is closest
     return IncomingEvent(
-        domain=str(fields.get("domain") or "").strip().lower(),
+        domain=normalize_domain(str(fields.get("domain") or "")) or default_domain,
         uuid=uuid,
         event=event,
         payload=payload,

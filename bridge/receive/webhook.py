@@ -43,7 +43,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         )
     try:
         fields = await read_fields(request, settings.max_body_bytes)
-        incoming = validate(fields, request.app[CLOCK]())
+        incoming = validate(fields, request.app[CLOCK](), request.app[SETTINGS].onlinepbx.domain)
     except RequestRejected as exc:
         metrics.events.labels("-", "rejected").inc()
         log.warning("webhook rejected", status=exc.status, error=exc.error, detail=exc.detail)
