@@ -18,10 +18,8 @@ from bridge.adapter import (
     AdapterContext,
     CRMClient,
     Permanent,
-    RetryLater,
     TokenBucket,
     json_body,
-    parse_retry_after,
     raise_for_status,
 )
 from bridge.adapter.oauth import OAuthTokens, TokenPair, bearer_request
@@ -57,23 +55,14 @@ def raise_for_hubspot(response: httpx.Response, what: str) -> None:
     if body is None:
         raise_for_status(response, what)
         return
-    status = response.status_code
     category = body.get("category") or body.get("errorType")
-    label = f"{category}: " if category else ""
-    reason = f"{what}: HTTP {status} {label}{body['message']}"
-    if status == 429:
-        policy = str(body.get("policyName") or "")
-        wait = parse_retry_after(response.headers.get("retry-after"))
-        raise RetryLater(
-            f"{reason} (policy {policy or 'unknown'})",
-            wait if wait is not None else POLICY_WAIT.get(policy, 10.0),
-        )
-    try:
-        raise_for_status(response, what)
-    except RetryLater as exc:
-        raise RetryLater(reason, exc.retry_after) from None
-    except Permanent:
-        raise Permanent(reason + HINTS.get(status, "")) from None
+    detail = f"{category}: {body['message']}" if category else str(body["message"])
+    policy = str(body.get("policyName") or "")
+    if response.status_code == 429:
+        detail += f" (policy {policy or 'unknown'})"
+    raise_for_status(
+        response, what, detail=detail, hints=HINTS, retry_after=POLICY_WAIT.get(policy, 10.0)
+    )
 
 
 class HubSpotAPI:

@@ -20,7 +20,6 @@ from bridge.adapter import (
     AdapterContext,
     CRMClient,
     Permanent,
-    RetryLater,
     json_body,
     parse_retry_after,
     raise_for_status,
@@ -57,23 +56,12 @@ def raise_for_pipedrive(response: httpx.Response, what: str) -> None:
             return
         raise Permanent(f"{what}: HTTP {response.status_code} {body['error']}")
     body = envelope(response)
-    status = response.status_code
-    if status == 429:
-        wait = parse_retry_after(response.headers.get("retry-after"))
-        if wait is None:
-            wait = parse_retry_after(response.headers.get("x-ratelimit-reset"))
-        message = body["error"] if body else "Too Many Requests"
-        raise RetryLater(f"{what}: HTTP 429 {message} (rate limit or daily token budget)", wait)
-    if body is None:
-        raise_for_status(response, what)
-        return
-    reason = f"{what}: HTTP {status} {body['error']}"
-    try:
-        raise_for_status(response, what)
-    except RetryLater as exc:
-        raise RetryLater(reason, exc.retry_after) from None
-    except Permanent:
-        raise Permanent(reason + HINTS.get(status, "")) from None
+    detail = body["error"] if body else None
+    retry_after = None
+    if response.status_code == 429:
+        retry_after = parse_retry_after(response.headers.get("x-ratelimit-reset"))
+        detail = f"{detail or 'Too Many Requests'} (rate limit or daily token budget)"
+    raise_for_status(response, what, detail=detail, hints=HINTS, retry_after=retry_after)
 
 
 class PipedriveAPI:

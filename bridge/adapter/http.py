@@ -49,20 +49,36 @@ def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-def raise_for_status(response: httpx.Response, what: str = "") -> None:
-    """Raise the delivery error a non-2xx answer means; return for 2xx."""
+GENERIC_HINTS = {
+    401: " (token revoked or expired: check the credentials)",
+    403: " (access denied: check the permissions or IP restrictions)",
+}
+
+
+def raise_for_status(
+    response: httpx.Response,
+    what: str = "",
+    *,
+    detail: str | None = None,
+    hints: Mapping[int, str] | None = None,
+    retry_after: float | None = None,
+) -> None:
+    """Raise the delivery error a non-2xx answer means; return for 2xx.
+
+    Adapters whose CRM has its own error envelope pass its message as ``detail`` (instead of
+    the start of the body), their own ``hints`` (status → what the admin should fix), and a
+    ``retry_after`` to use when the answer has no ``Retry-After`` header.
+    """
     status = response.status_code
     if 200 <= status < 300:
         return
     label = f"{what}: " if what else ""
-    detail = f"{label}HTTP {status} {body_excerpt(response)}".rstrip()
+    reason = f"{label}HTTP {status} {body_excerpt(response) if detail is None else detail}"
+    reason = reason.rstrip()
     if status in RETRYABLE_STATUS or status >= 500:
-        raise RetryLater(detail, parse_retry_after(response.headers.get("retry-after")))
-    if status == 401:
-        raise Permanent(f"{detail} (token revoked or expired: check the credentials)")
-    if status == 403:
-        raise Permanent(f"{detail} (access denied: check the permissions or IP restrictions)")
-    raise Permanent(detail)
+        header = parse_retry_after(response.headers.get("retry-after"))
+        raise RetryLater(reason, retry_after if header is None else header)
+    raise Permanent(reason + (GENERIC_HINTS if hints is None else hints).get(status, ""))
 
 
 def json_body(response: httpx.Response, what: str = "") -> Any:
