@@ -7,4 +7,6 @@ Third-party adapters register under the ``pbx_bridge.adapters`` entry-point grou
 BUILTIN: dict[str, str] = {
     "local": "adapters.local:LocalAdapter",
     "http": "adapters.webhook:HttpAdapter",
+    "amocrm": "adapters.amocrm:AmoCRMAdapter",
+    "kommo": "adapters.amocrm:AmoCRMAdapter",
 }
