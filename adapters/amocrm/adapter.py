@@ -138,7 +138,7 @@ class AmoCRMAdapter(Adapter):
             raise Permanent(
                 f"{what}: HTTP {response.status_code}: amoCRM refused the {grant}"
                 f"{' (' + text + ')' if text else ''}: re-authorize the integration and set a"
-                " new authorization_code (codes expire after 20 minutes and work once)"
+                " new authorization_code (codes are short-lived and work once)"
             )
         if not response.is_success:
             raise amo_error(response, what)
