@@ -7,6 +7,8 @@ Third-party adapters register under the ``pbx_bridge.adapters`` entry-point grou
 BUILTIN: dict[str, str] = {
     "local": "adapters.local:LocalAdapter",
     "http": "adapters.webhook:HttpAdapter",
+    "amocrm": "adapters.amocrm:AmoCRMAdapter",
+    "kommo": "adapters.amocrm:AmoCRMAdapter",
     "bitrix24": "adapters.bitrix24:Bitrix24Adapter",
     "hubspot": "adapters.hubspot:HubSpotAdapter",
     "pipedrive": "adapters.pipedrive:PipedriveAdapter",

@@ -1,0 +1,458 @@
+"""amoCRM / Kommo (API v4): calls in the client's card, missed calls as "call back" tasks.
+
+Endpoints (official API v4 reference, amocrm.ru/developers and kommo.com/developers):
+``GET /api/v4/contacts?query=`` (204 when nothing matches), ``GET /api/v4/leads``,
+``POST /api/v4/contacts``, ``POST /api/v4/leads/complex``, ``POST /api/v4/leads/unsorted/sip``,
+``POST /api/v4/calls``, ``POST /api/v4/tasks``, ``GET /api/v4/account``, ``GET /api/v4/users``
+and ``POST /oauth2/access_token``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+
+from adapters.amocrm.errors import amo_error, problem_text
+from adapters.amocrm.settings import AmoCRMSettings
+from bridge.adapter import (
+    Adapter,
+    AdapterContext,
+    CallLog,
+    CheckResult,
+    Contact,
+    FollowUp,
+    Permanent,
+    RetryLater,
+    json_body,
+)
+from bridge.adapter.oauth import STATE_KEY, OAuthTokens, TokenPair, bearer_request
+from bridge.call import Call
+from bridge.phones import Phone
+
+#: Call.outcome → amo ``call_status``: 4 talked, 5 wrong number, 6 no answer, 7 busy.
+CALL_STATUS = {"answered": 4, "failed": 5, "missed": 6, "no_answer": 6, "busy": 7}
+TASK_TYPE_CALL = 1  # amo's predefined task type "Звонок" / "Follow-up"
+CLOSED_LEAD_STATUSES = frozenset({142, 143})  # won / lost, the same in every pipeline
+PAUSE_AFTER_403 = 900.0  # seconds without any request after amo answered 403
+SKIPPED = "skipped: "
+
+
+def _embedded(data: Any, key: str) -> list[dict[str, Any]]:
+    if not isinstance(data, dict):
+        return []
+    items = (data.get("_embedded") or {}).get(key) or []
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _phone_values(contact: dict[str, Any]) -> Iterator[str]:
+    for field in contact.get("custom_fields_values") or []:
+        if (field or {}).get("field_code") == "PHONE":
+            for value in field.get("values") or []:
+                yield str((value or {}).get("value") or "")
+
+
+def _lead_ids(contact: dict[str, Any]) -> list[int]:
+    return [int(lead["id"]) for lead in _embedded(contact, "leads") if "id" in lead]
+
+
+def _user(uid: str | None) -> int | None:
+    return int(uid) if uid and str(uid).isdigit() else None
+
+
+def _phone_field(phone: Phone) -> list[dict[str, Any]]:
+    return [{"field_code": "PHONE", "values": [{"value": phone.e164, "enum_code": "WORK"}]}]
+
+
+def _compact(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+class AmoCRMAdapter(Adapter):
+    Settings = AmoCRMSettings
+    settings: AmoCRMSettings
+
+    def __init__(self, settings: AmoCRMSettings, ctx: AdapterContext) -> None:
+        super().__init__(settings, ctx)
+        self._client = ctx.http_client(
+            settings, settings.base_url, headers={"Accept": "application/json"}
+        )
+        self._static: str | None = None
+        self._tokens: OAuthTokens | None = None
+        self._code: str | None = None
+        self._paused_until = 0.0
+        if settings.access_token is not None:
+            self._static = settings.access_token.get_secret_value()
+        else:
+            if settings.authorization_code is not None:
+                self._code = settings.authorization_code.get_secret_value()
+            seed = settings.refresh_token or settings.authorization_code
+            self._tokens = OAuthTokens(
+                ctx.state,
+                self._refresh,
+                initial_refresh_token=seed.get_secret_value() if seed else None,
+                clock=ctx.clock,
+                redact=lambda secret: ctx.redactor.add(secret),
+            )
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        if self._tokens is None:
+            return
+        raw = await self.ctx.state.get(STATE_KEY)
+        if not raw:
+            return
+        try:
+            stored_seed = (json.loads(raw).get("extra") or {}).get("seed")
+        except (ValueError, AttributeError):
+            stored_seed = None
+        if stored_seed != self.settings.oauth_seed():
+            # The admin configured a new grant (a new code or refresh token): it wins over
+            # the pair refreshed from the old one.
+            await self.ctx.state.put(STATE_KEY, "")
+            self.ctx.log.info("amoCRM OAuth grant changed in the settings; stored tokens replaced")
+
+    async def _refresh(self, token: str) -> TokenPair:
+        s = self.settings
+        body: dict[str, Any] = {
+            "client_id": s.client_id,
+            "client_secret": s.client_secret.get_secret_value() if s.client_secret else None,
+            "redirect_uri": s.redirect_uri,
+        }
+        if self._code is not None and token == self._code:
+            grant = "authorization_code"
+            body.update(grant_type=grant, code=token)
+        else:
+            grant = "refresh_token"
+            body.update(grant_type=grant, refresh_token=token)
+        what = "POST /oauth2/access_token"
+        response = await self._client.request("POST", "/oauth2/access_token", json=body)
+        if response.status_code in (400, 401):
+            try:
+                text = problem_text(response.json())
+            except ValueError:
+                text = ""
+            raise Permanent(
+                f"{what}: HTTP {response.status_code}: amoCRM refused the {grant}"
+                f"{' (' + text + ')' if text else ''}: re-authorize the integration and set a"
+                " new authorization_code (codes are short-lived and work once)"
+            )
+        if not response.is_success:
+            raise amo_error(response, what)
+        data = json_body(response, what)
+        access, refresh = data.get("access_token"), data.get("refresh_token")
+        if not access or not refresh:
+            raise RetryLater(f"{what}: HTTP {response.status_code} without a token pair")
+        expires_in = data.get("expires_in")
+        return TokenPair(
+            access_token=str(access),
+            refresh_token=str(refresh),
+            expires_at=self.ctx.clock() + float(expires_in) if expires_in else None,
+            extra={"seed": s.oauth_seed()},
+        )
+
+    async def _request(
+        self, method: str, path: str, *, allow: Iterable[int] = (), **kwargs: Any
+    ) -> httpx.Response:
+        """One API call; a failure becomes RetryLater/Permanent (statuses in ``allow`` pass)."""
+        now = self.ctx.clock()
+        if now < self._paused_until:
+            raise RetryLater(
+                f"{method} {path}: not sent: amoCRM answered 403 Forbidden a moment ago, requests"
+                " are paused so the account's IP is not blocked for longer",
+                self._paused_until - now,
+            )
+        response = await bearer_request(
+            self._client, self._tokens, self._static, method, path, **kwargs
+        )
+        if response.is_success or response.status_code in set(allow):
+            return response
+        error = amo_error(response, f"{method} {path}")
+        if response.status_code == 403:
+            self._paused_until = now + PAUSE_AFTER_403
+            self.ctx.log.error(
+                "AMOCRM ANSWERED 403 FORBIDDEN: requests paused; check the IP whitelist, the"
+                " user's rights and whether amoCRM blocked this server's IP",
+                reason=error.reason,
+                paused_seconds=PAUSE_AFTER_403,
+            )
+        raise error
+
+    async def _post(self, path: str, items: list[dict[str, Any]]) -> Any:
+        response = await self._request("POST", path, json=items)
+        return json_body(response, f"POST {path}")
+
+    # --- contacts ----------------------------------------------------------------------------
+
+    async def find_contact(self, phone: Phone) -> Contact | None:
+        query = phone.last10 if len(phone.digits) >= 10 else phone.digits
+        response = await self._request(
+            "GET", "/api/v4/contacts", params={"query": query, "with": "leads", "limit": 50}
+        )
+        if response.status_code == 204 or not response.content:
+            return None  # amo answers 204 with no body when nothing matches
+        data = json_body(response, "GET /api/v4/contacts")
+        # amo's search is by substring over every field: confirm by the PHONE values.
+        hits = [c for c in _embedded(data, "contacts") if any(map(phone.matches, _phone_values(c)))]
+        if not hits:
+            return None
+        if len(hits) == 1:
+            return self._contact(hits[0], None)
+        open_ids = await self._open_leads(lid for c in hits for lid in _lead_ids(c))
+        hits.sort(
+            key=lambda c: (
+                any(lid in open_ids for lid in _lead_ids(c)),
+                int(c.get("updated_at") or 0),
+                int(c.get("id") or 0),
+            ),
+            reverse=True,
+        )
+        chosen = hits[0]
+        self.ctx.log.warning(
+            "several amoCRM contacts have this number; using the one with an open lead,"
+            " then the most recently updated",
+            phone=phone.e164,
+            contacts=[c.get("id") for c in hits],
+            chosen=chosen.get("id"),
+        )
+        return self._contact(chosen, open_ids)
+
+    @staticmethod
+    def _contact(raw: dict[str, Any], open_ids: set[int] | None) -> Contact:
+        leads = _lead_ids(raw)
+        extra: dict[str, Any] = {"lead_ids": leads}
+        if open_ids is not None:
+            extra["open_lead_ids"] = [lid for lid in leads if lid in open_ids]
+        owner = raw.get("responsible_user_id")
+        return Contact(
+            id=str(raw["id"]),
+            name=raw.get("name"),
+            owner_id=str(owner) if owner else None,
+            kind="contact",
+            extra=extra,
+        )
+
+    async def _open_leads(self, ids: Iterable[int]) -> set[int]:
+        wanted = sorted(set(ids))[:250]
+        if not wanted:
+            return set()
+        params = [("filter[id][]", str(i)) for i in wanted] + [("limit", "250")]
+        response = await self._request("GET", "/api/v4/leads", params=params)
+        if response.status_code == 204 or not response.content:
+            return set()
+        leads = _embedded(json_body(response, "GET /api/v4/leads"), "leads")
+        return {
+            int(lead["id"])
+            for lead in leads
+            if "id" in lead
+            and lead.get("status_id") not in CLOSED_LEAD_STATUSES
+            and not lead.get("is_deleted")
+        }
+
+    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
+        name = self.ctx.texts.render("contact_name", call)
+        owner = _user(owner_id)
+        contact = _compact(
+            {
+                "name": name,
+                "responsible_user_id": owner,
+                "custom_fields_values": _phone_field(phone),
+            }
+        )
+        policy = self.settings.unknown_caller
+        if policy == "unsorted":
+            return await self._create_unsorted(phone, owner_id, call, contact)
+        if policy == "lead":
+            lead = _compact(
+                {
+                    "name": self.ctx.texts.call_title(call),
+                    "responsible_user_id": owner,
+                    "pipeline_id": self.settings.pipeline_id,
+                    "_embedded": {"contacts": [contact]},
+                }
+            )
+            data = await self._post("/api/v4/leads/complex", [lead])
+            row = data[0] if isinstance(data, list) and data else {}
+            if not row.get("contact_id"):
+                raise RetryLater(f"POST /api/v4/leads/complex: no contact id in {str(data)[:200]}")
+            lead_id = int(row["id"])
+            return Contact(
+                id=str(row["contact_id"]),
+                name=name,
+                owner_id=owner_id,
+                extra={"lead_ids": [lead_id], "open_lead_ids": [lead_id]},
+            )
+        created = _embedded(await self._post("/api/v4/contacts", [contact]), "contacts")
+        if not created or "id" not in created[0]:
+            raise RetryLater("POST /api/v4/contacts: the answer named no contact id")
+        return Contact(id=str(created[0]["id"]), name=name, owner_id=owner_id, extra={})
+
+    async def _create_unsorted(
+        self, phone: Phone, owner_id: str | None, call: Call, contact: dict[str, Any]
+    ) -> Contact:
+        line = call.gateway or call.extension or ""
+        caller, callee = (phone.e164, line) if call.direction == "inbound" else (line, phone.e164)
+        item = _compact(
+            {
+                "source_name": "onlinePBX",
+                "source_uid": call.uuid,
+                "pipeline_id": self.settings.pipeline_id,
+                "created_at": int(call.started_at.timestamp()),
+                "metadata": _compact(
+                    {
+                        "is_call_event_needed": True,
+                        "uniq": call.uuid,
+                        "duration": call.talk_seconds,
+                        "service_code": self.settings.source,
+                        "link": call.recording_url,
+                        "phone": callee,
+                        "from": caller,
+                        "called_at": int(call.started_at.timestamp()),
+                    }
+                ),
+                "_embedded": {
+                    "leads": [
+                        _compact(
+                            {
+                                "name": self.ctx.texts.call_title(call),
+                                "responsible_user_id": _user(owner_id),
+                            }
+                        )
+                    ],
+                    "contacts": [contact],
+                },
+            }
+        )
+        unsorted = _embedded(await self._post("/api/v4/leads/unsorted/sip", [item]), "unsorted")
+        first = unsorted[0] if unsorted else {}
+        contacts, leads = _embedded(first, "contacts"), _embedded(first, "leads")
+        if not contacts or "id" not in contacts[0]:
+            raise RetryLater("POST /api/v4/leads/unsorted/sip: the answer named no contact id")
+        lead_ids = [int(lead["id"]) for lead in leads if "id" in lead]
+        return Contact(
+            id=str(contacts[0]["id"]),
+            name=contact["name"],
+            owner_id=owner_id,
+            extra={
+                "unsorted_uid": first.get("uid"),
+                "call_uuid": call.uuid,  # this call is already in the Unsorted card
+                "lead_ids": lead_ids,
+                "open_lead_ids": lead_ids,
+            },
+        )
+
+    # --- calls and tasks ---------------------------------------------------------------------
+
+    async def log_call(self, log: CallLog) -> str:
+        call, contact = log.call, log.contact
+        if (
+            contact
+            and contact.extra.get("unsorted_uid")
+            and contact.extra.get("call_uuid") == (call.uuid)
+        ):
+            # The Unsorted entry was made with this call as its metadata (is_call_event_needed).
+            return f"unsorted:{contact.extra['unsorted_uid']}"
+        user = _user(log.user_id)
+        body = _compact(
+            {
+                "direction": call.direction,
+                "uniq": call.uuid,  # amo's dedup key for calls
+                "duration": call.talk_seconds,
+                "source": self.settings.source,
+                "phone": call.client.e164 if call.client else call.client_raw,
+                "link": call.recording_url,
+                "call_status": CALL_STATUS.get(call.outcome, 6),
+                "call_result": log.result,
+                "responsible_user_id": user,
+                "created_by": user,
+                "created_at": int(call.started_at.timestamp()),
+                "request_id": call.uuid,
+            }
+        )
+        response = await self._request("POST", "/api/v4/calls", json=[body], allow=(400,))
+        data = json_body(response, "POST /api/v4/calls")
+        if response.status_code == 400 and isinstance(data, dict) and "validation-errors" in data:
+            raise amo_error(response, "POST /api/v4/calls")
+        calls = _embedded(data, "calls")
+        if calls and "id" in calls[0]:
+            return f"call:{calls[0]['id']}"
+        # amo drops a call whose number matches no contact or company (HTTP 200 or 400 with
+        # an `errors` list and no calls).
+        if response.status_code == 400 and not (isinstance(data, dict) and data.get("errors")):
+            raise amo_error(response, "POST /api/v4/calls")
+        why = problem_text(data) or f"HTTP {response.status_code}, no call in the answer"
+        if contact is None:
+            return (
+                SKIPPED + f"amoCRM has no contact or company with {body['phone']} and"
+                f" create_contacts did not allow creating one ({why})"
+            )
+        raise RetryLater(
+            f"POST /api/v4/calls: amoCRM did not attach the call to contact {contact.id} ({why})"
+        )
+
+    async def _task_entity(self, contact: Contact) -> tuple[str, int]:
+        """The contact's one open lead if it has exactly one (where amo puts its calls too),
+        else the contact."""
+        open_ids = contact.extra.get("open_lead_ids")
+        if open_ids is None and contact.extra.get("lead_ids"):
+            open_ids = sorted(await self._open_leads(contact.extra["lead_ids"]))
+        if open_ids and len(open_ids) == 1:
+            return "leads", int(open_ids[0])
+        return "contacts", int(contact.id)
+
+    async def create_task(self, task: FollowUp) -> str:
+        entity_type = entity_id = None
+        if task.contact is not None:
+            entity_type, entity_id = await self._task_entity(task.contact)
+        text = task.title + (f"\n{task.description}" if task.description else "")
+        body = _compact(
+            {
+                "task_type_id": TASK_TYPE_CALL,
+                "text": text,
+                "complete_till": int(task.due_at.timestamp()),
+                "responsible_user_id": _user(task.user_id),
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "request_id": task.call.uuid,
+            }
+        )
+        created = _embedded(await self._post("/api/v4/tasks", [body]), "tasks")
+        if not created or "id" not in created[0]:
+            raise RetryLater("POST /api/v4/tasks: the answer named no task id")
+        return f"task:{created[0]['id']}"
+
+    # --- check -------------------------------------------------------------------------------
+
+    async def check(self) -> CheckResult:
+        account = json_body(await self._request("GET", "/api/v4/account"), "GET /api/v4/account")
+        users: list[tuple[str, str]] = []
+        page = 1
+        while page <= 20:
+            response = await self._request(
+                "GET", "/api/v4/users", params={"page": page, "limit": 250}
+            )
+            if response.status_code == 204 or not response.content:
+                break
+            data = json_body(response, "GET /api/v4/users")
+            users += [(str(u["id"]), str(u.get("name") or "")) for u in _embedded(data, "users")]
+            if not ((data.get("_links") or {}).get("next")):
+                break
+            page += 1
+        name = account.get("name") or account.get("subdomain") or "?"
+        notes = [
+            f"account id {account.get('id')}, subdomain {account.get('subdomain')}",
+            "auth: "
+            + (
+                "OAuth 2.0 (tokens kept in the bridge database)"
+                if self._tokens
+                else "long-lived token"
+            ),
+            f"unknown callers: {self.settings.unknown_caller}",
+        ]
+        return CheckResult(account=str(name), users=users, notes=notes)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
