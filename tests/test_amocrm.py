@@ -350,7 +350,7 @@ async def test_several_matches_prefer_open_lead_then_recent(
     # 4011 has the only open lead (31 is lost: status 143) → its lead, its owner.
     assert (task["entity_type"], task["entity_id"]) == ("leads", 32)
     assert task["responsible_user_id"] == 562
-    assert "several amoCRM contacts" in capsys.readouterr().out
+    assert "several amoCRM contacts" in capsys.readouterr().err  # log lines go to stderr
 
 
 async def test_several_matches_without_open_leads_take_the_most_recent(
@@ -510,7 +510,7 @@ async def test_403_is_dead_loud_and_pauses_every_request(open_amo, clock, no_unm
     job = await h.deliver(inbound_end(clock))
     assert job.status == "dead"
     assert "IP" in job.last_error
-    assert "AMOCRM ANSWERED 403 FORBIDDEN" in capsys.readouterr().out
+    assert "AMOCRM ANSWERED 403 FORBIDDEN" in capsys.readouterr().err  # log lines go to stderr
 
     # The next call does not hit amo at all while paused: it waits out the pause.
     later = await h.deliver(sample("call_missed", now=clock()))
