@@ -98,3 +98,25 @@ async def test_bearer_request_resends_once_after_401(db, no_unmocked_http):
     resp = await bearer_request(client, tokens, None, "GET", "/api/me")
     assert resp.status_code == 401 and route.call_count == 4
     await client.aclose()
+
+
+async def test_a_newly_configured_grant_replaces_the_stored_pair(db):
+    clock, calls = FakeClock(), []
+    old = OAuthTokens(
+        AdapterState(db, "crm"), refresher(calls, clock), initial_refresh_token="first", clock=clock
+    )
+    assert await old.access_token() == "access-1"
+    # Same grant after a restart: the stored pair is kept (no refresh).
+    same = OAuthTokens(
+        AdapterState(db, "crm"), refresher(calls, clock), initial_refresh_token="first", clock=clock
+    )
+    assert await same.access_token() == "access-1" and calls == ["first"]
+    # The admin re-authorized and pasted a new refresh token: it wins over the stored pair.
+    new = OAuthTokens(
+        AdapterState(db, "crm"),
+        refresher(calls, clock),
+        initial_refresh_token="second-grant",
+        clock=clock,
+    )
+    assert await new.access_token() == "access-2"
+    assert calls == ["first", "second-grant"]

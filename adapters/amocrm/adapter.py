@@ -9,7 +9,6 @@ and ``POST /oauth2/access_token``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from bridge.adapter import (
     RetryLater,
     json_body,
 )
-from bridge.adapter.oauth import STATE_KEY, OAuthTokens, TokenPair, bearer_request
+from bridge.adapter.oauth import OAuthTokens, TokenPair, bearer_request
 from bridge.call import Call
 from bridge.phones import Phone
 
@@ -89,31 +88,9 @@ class AmoCRMAdapter(Adapter):
             if settings.authorization_code is not None:
                 self._code = settings.authorization_code.get_secret_value()
             seed = settings.refresh_token or settings.authorization_code
-            self._tokens = OAuthTokens(
-                ctx.state,
-                self._refresh,
-                initial_refresh_token=seed.get_secret_value() if seed else None,
-                clock=ctx.clock,
-                redact=lambda secret: ctx.redactor.add(secret),
-            )
+            self._tokens = OAuthTokens.from_context(ctx, self._refresh, seed)
 
     # --- plumbing ----------------------------------------------------------------------------
-
-    async def setup(self) -> None:
-        if self._tokens is None:
-            return
-        raw = await self.ctx.state.get(STATE_KEY)
-        if not raw:
-            return
-        try:
-            stored_seed = (json.loads(raw).get("extra") or {}).get("seed")
-        except (ValueError, AttributeError):
-            stored_seed = None
-        if stored_seed != self.settings.oauth_seed():
-            # The admin configured a new grant (a new code or refresh token): it wins over
-            # the pair refreshed from the old one.
-            await self.ctx.state.put(STATE_KEY, "")
-            self.ctx.log.info("amoCRM OAuth grant changed in the settings; stored tokens replaced")
 
     async def _refresh(self, token: str) -> TokenPair:
         s = self.settings
@@ -151,7 +128,6 @@ class AmoCRMAdapter(Adapter):
             access_token=str(access),
             refresh_token=str(refresh),
             expires_at=self.ctx.clock() + float(expires_in) if expires_in else None,
-            extra={"seed": s.oauth_seed()},
         )
 
     async def _request(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -76,9 +75,3 @@ class AmoCRMSettings(AdapterSettings):
     @property
     def oauth(self) -> bool:
         return self.access_token is None
-
-    def oauth_seed(self) -> str:
-        """A fingerprint of the configured first grant: a new one replaces a stored pair."""
-        secret: Any = self.refresh_token or self.authorization_code
-        raw = f"{self.client_id}|{secret.get_secret_value() if secret else ''}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]

@@ -56,15 +56,7 @@ class Bitrix24Rest:
         else:
             self._prefix = "/rest/"
             self.client = ctx.http_client(settings, settings.base_url or "")
-            self.tokens = OAuthTokens(
-                ctx.state,
-                self._refresh,
-                initial_refresh_token=(
-                    settings.refresh_token.get_secret_value() if settings.refresh_token else None
-                ),
-                clock=ctx.clock,
-                redact=lambda secret: ctx.redactor.add(secret),
-            )
+            self.tokens = OAuthTokens.from_context(ctx, self._refresh, settings.refresh_token)
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """POST one method; the whole envelope (``result``, ``time``, ``total``, ``next``)."""

@@ -76,13 +76,7 @@ class HubSpotAPI:
         self._static = settings.access_token.get_secret_value() if settings.access_token else None
         self.tokens: OAuthTokens | None = None
         if self._static is None:
-            self.tokens = OAuthTokens(
-                ctx.state,
-                self._refresh,
-                initial_refresh_token=settings.refresh_token.get_secret_value(),
-                clock=ctx.clock,
-                redact=ctx.redactor.add,
-            )
+            self.tokens = OAuthTokens.from_context(ctx, self._refresh, settings.refresh_token)
         self._clock = ctx.clock
 
     async def _refresh(self, refresh_token: str) -> TokenPair:

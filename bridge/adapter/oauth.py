@@ -9,18 +9,24 @@ single-use: a second refresh with the old one would log the bridge out).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import SecretStr
 
 from bridge.adapter.errors import Permanent
 from bridge.adapter.http import CRMClient
 from bridge.store.state import AdapterState
 
+if TYPE_CHECKING:
+    from bridge.adapter.contract import AdapterContext
+
 STATE_KEY = "oauth"
+SEED = "seed"  # fingerprint of the configured first grant, stored beside the pair
 EARLY = 120.0  # refresh this many seconds before the access token expires
 
 
@@ -36,7 +42,33 @@ Refresher = Callable[[str], Awaitable[TokenPair]]
 """Given the current refresh token, ask the vendor for a new pair (raise Permanent if refused)."""
 
 
+def _fingerprint(secret: str | None) -> str | None:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16] if secret else None
+
+
 class OAuthTokens:
+    """The current token pair of one adapter.
+
+    A pair refreshed from the configured grant is kept in ``adapter_state`` together with a
+    fingerprint of that grant: when the admin configures a new refresh token (or code), the
+    stored pair is dropped and the new grant is used, instead of the old pair winning forever.
+    """
+
+    @classmethod
+    def from_context(
+        cls, ctx: AdapterContext, refresher: Refresher, initial: SecretStr | str | None
+    ) -> OAuthTokens:
+        """The usual wiring: the adapter's state, clock and redactor; ``initial`` from settings."""
+        if isinstance(initial, SecretStr):
+            initial = initial.get_secret_value()
+        return cls(
+            ctx.state,
+            refresher,
+            initial_refresh_token=initial or None,
+            clock=ctx.clock,
+            redact=ctx.redactor.add,
+        )
+
     def __init__(
         self,
         state: AdapterState,
@@ -58,7 +90,12 @@ class OAuthTokens:
         if self._pair is None:
             raw = await self._state.get(STATE_KEY)
             if raw:
-                self._pair = TokenPair(**json.loads(raw))
+                stored = json.loads(raw)
+                seed = stored.pop(SEED, None)
+                configured = _fingerprint(self._initial)
+                if configured is not None and seed is not None and seed != configured:
+                    return None  # a new grant was configured: it replaces the stored pair
+                self._pair = TokenPair(**stored)
                 self._redact(self._pair.access_token)
                 self._redact(self._pair.refresh_token)
         return self._pair
@@ -92,7 +129,8 @@ class OAuthTokens:
         self._redact(new.access_token)
         self._redact(new.refresh_token)
         # Persist before use: a crash now must not leave us with a spent refresh token.
-        await self._state.put(STATE_KEY, json.dumps(asdict(new)))
+        record = {**asdict(new), SEED: _fingerprint(self._initial)}
+        await self._state.put(STATE_KEY, json.dumps(record))
         self._pair = new
         return new
 
