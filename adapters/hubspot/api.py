@@ -20,6 +20,7 @@ from bridge.adapter import (
     Permanent,
     TokenBucket,
     json_body,
+    json_object,
     raise_for_status,
 )
 from bridge.adapter.oauth import OAuthTokens, TokenPair, bearer_request
@@ -40,11 +41,8 @@ HINTS = {
 
 
 def envelope(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) and "message" in body else None
+    body = json_object(response)
+    return body if body is not None and "message" in body else None
 
 
 def raise_for_hubspot(response: httpx.Response, what: str) -> None:

@@ -21,6 +21,7 @@ from bridge.adapter import (
     CRMClient,
     Permanent,
     json_body,
+    json_object,
     parse_retry_after,
     raise_for_status,
 )
@@ -39,13 +40,8 @@ HINTS = {
 
 
 def envelope(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if isinstance(body, dict) and body.get("success") is False and body.get("error"):
-        return body
-    return None
+    body = json_object(response)
+    return body if body and body.get("success") is False and body.get("error") else None
 
 
 def raise_for_pipedrive(response: httpx.Response, what: str) -> None:

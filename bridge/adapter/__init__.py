@@ -13,7 +13,13 @@ from bridge.adapter.contract import (
     FollowUp,
 )
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
-from bridge.adapter.http import CRMClient, json_body, parse_retry_after, raise_for_status
+from bridge.adapter.http import (
+    CRMClient,
+    json_body,
+    json_object,
+    parse_retry_after,
+    raise_for_status,
+)
 from bridge.adapter.ratelimit import TokenBucket
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "RetryLater",
     "TokenBucket",
     "json_body",
+    "json_object",
     "parse_retry_after",
     "raise_for_status",
 ]

@@ -81,6 +81,15 @@ def raise_for_status(
     raise Permanent(reason + (GENERIC_HINTS if hints is None else hints).get(status, ""))
 
 
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The answer's JSON object, or None when the body is anything else (an HTML error page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def json_body(response: httpx.Response, what: str = "") -> Any:
     """The JSON of a 2xx answer; a CRM that answers 2xx with garbage is retried later."""
     try:
