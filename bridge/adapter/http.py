@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -40,6 +41,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def retry_after_of(response: httpx.Response) -> float | None:
+    """The response's ``Retry-After`` in seconds. An HTTP date is measured from the response's
+    own ``Date`` header when it has one, so a CRM whose clock differs from ours is still
+    understood (from our clock, a date in its "future" can be in our past: a hot loop)."""
+    sent_at = None
+    with suppress(TypeError, ValueError, IndexError):
+        sent_at = parsedate_to_datetime(response.headers.get("date", "")).timestamp()
+    return parse_retry_after(response.headers.get("retry-after"), sent_at)
+
+
 def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
     try:
         text = response.text
@@ -57,7 +68,7 @@ def raise_for_status(response: httpx.Response, what: str = "") -> None:
     label = f"{what}: " if what else ""
     detail = f"{label}HTTP {status} {body_excerpt(response)}".rstrip()
     if status in RETRYABLE_STATUS or status >= 500:
-        raise RetryLater(detail, parse_retry_after(response.headers.get("retry-after")))
+        raise RetryLater(detail, retry_after_of(response))
     if status == 401:
         raise Permanent(f"{detail} (token revoked or expired: check the credentials)")
     if status == 403:

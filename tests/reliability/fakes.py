@@ -60,10 +60,10 @@ class FakeCRM:
     requests: list[Recorded] = field(default_factory=list)
     server: TestServer | None = None
 
-    async def start(self) -> FakeCRM:
+    async def start(self, port: int | None = None) -> FakeCRM:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.server = TestServer(app, host="127.0.0.1")
+        self.server = TestServer(app, host="127.0.0.1", port=port)
         await self.server.start_server()
         return self
 
