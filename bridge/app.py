@@ -15,7 +15,8 @@ from aiohttp import web
 from bridge.deliver.service import Delivery, job_planner
 from bridge.keys import CLOCK, DB, DELIVERY, METRICS, SETTINGS, TOKEN, WRITER
 from bridge.metrics import Metrics
-from bridge.receive.webhook import handle_webhook
+from bridge.receive.throttle import BadTokenThrottle
+from bridge.receive.webhook import THROTTLE, handle_webhook
 from bridge.redact import REDACTOR
 from bridge.registry import ConfiguredAdapter, configured
 from bridge.settings import Settings, SettingsError
@@ -128,6 +129,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[CLOCK] = clock
     app[METRICS] = Metrics()
     app[ADAPTERS] = configured(settings.adapters)
+    app[THROTTLE] = BadTokenThrottle()
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_delivery)
     app.router.add_post(WEBHOOK_PATH, handle_webhook)

@@ -57,6 +57,7 @@ class FakeCRM:
     fault_times: int = 0
     read_delay: float = 1.0
     on_request: Callable[[Recorded], None] | None = None
+    error_body: Any = None  # what a 401/403 says (a careless CRM may quote credentials)
     requests: list[Recorded] = field(default_factory=list)
     server: TestServer | None = None
 
@@ -112,7 +113,8 @@ class FakeCRM:
                 text="<html>Bad Gateway</html>", status=200, headers=date, content_type="text/html"
             )
         elif fault == UNAUTHORIZED:
-            return web.json_response({"error": "invalid_token"}, status=401, headers=date)
+            body = self.error_body or {"error": "invalid_token"}
+            return web.json_response(body, status=401, headers=date)
         elif fault == FORBIDDEN:
             return web.json_response({"error": "forbidden"}, status=403, headers=date)
         return web.json_response(self.answer(seen), headers=date)
