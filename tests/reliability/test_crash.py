@@ -29,6 +29,7 @@ from tests.reliability.sizes import CRASH_EVENTS, CRASH_KILLS, CRASH_SEED
 from tests.reliability.targets import CRM
 
 TOKEN = "crash-harness-token-0123456789"
+PBX, GUESSER = "198.51.100.7", "203.0.113.9"
 RESENDS = 400  # × 50 ms: longer than any restart
 KIND = {"call_end": "call.logged", "call_missed": "task.created"}
 LOCAL_TABLE = {"call_end": "local_calls", "call_missed": "local_tasks"}
@@ -106,7 +107,11 @@ async def _send_stream(base: str, total: int, pace: float, rng: random.Random) -
             # reached the bridge; a dropped one may have been stored (the repeat is a dup).
             for retries in range(RESENDS):  # noqa: B007 (the count is reported)
                 try:
-                    r = await client.post(f"{base}/webhooks/onlinepbx/{token}", data=body)
+                    r = await client.post(
+                        f"{base}/webhooks/onlinepbx/{token}",
+                        data=body,
+                        headers={"X-Forwarded-For": PBX if token == TOKEN else GUESSER},
+                    )
                 except httpx.ConnectError:
                     pass
                 except httpx.TransportError:
@@ -144,6 +149,9 @@ def _settings(tmp: Path, port: int, fakes: dict[str, FakeCRM]) -> Path:
             "port": port,
             "webhook_token": TOKEN,
             "shutdown_grace_seconds": 0,
+            # Senders are told apart by X-Forwarded-For, so the guesser's throttle (wrong
+            # tokens) does not also block the PBX, as on a real network.
+            "trusted_proxies": ["127.0.0.1/32"],
         },
         "storage": {"path": str(tmp / "bridge.db")},
         "delivery": {
