@@ -18,7 +18,8 @@ from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
 from bridge.onlinepbx.service import recordings_ctx, sweep_ctx
-from bridge.receive.webhook import handle_webhook
+from bridge.receive.throttle import BadTokenThrottle
+from bridge.receive.webhook import THROTTLE, handle_webhook
 from bridge.redact import REDACTOR
 from bridge.registry import ConfiguredAdapter, configured
 from bridge.settings import Settings, SettingsError
@@ -133,6 +134,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[CLOCK] = clock
     app[METRICS] = Metrics()
     app[ADAPTERS] = configured(settings.adapters)
+    app[THROTTLE] = BadTokenThrottle()
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(recordings_ctx)
     app.cleanup_ctx.append(_delivery)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -38,6 +39,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def retry_after_of(response: httpx.Response, fallback: float | None = None) -> float | None:
+    """The response's ``Retry-After`` in seconds (``fallback`` without one). An HTTP date is
+    measured from the response's own ``Date`` header when it has one, so a CRM whose clock
+    differs from ours is still understood (from our clock, a date in its "future" can be in our
+    past: a hot loop)."""
+    sent_at = None
+    with suppress(TypeError, ValueError, IndexError):
+        sent_at = parsedate_to_datetime(response.headers.get("date", "")).timestamp()
+    found = parse_retry_after(response.headers.get("retry-after"), sent_at)
+    return fallback if found is None else found
 
 
 def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
@@ -76,8 +89,7 @@ def raise_for_status(
     reason = f"{label}HTTP {status} {body_excerpt(response) if detail is None else detail}"
     reason = reason.rstrip()
     if status in RETRYABLE_STATUS or status >= 500:
-        header = parse_retry_after(response.headers.get("retry-after"))
-        raise RetryLater(reason, retry_after if header is None else header)
+        raise RetryLater(reason, retry_after_of(response, fallback=retry_after))
     raise Permanent(reason + (GENERIC_HINTS if hints is None else hints).get(status, ""))
 
 

@@ -17,10 +17,13 @@ class Backoff:
         """Seconds until the next try after ``attempts`` failed ones.
 
         Exponential with "equal jitter" (half fixed, half random) so a CRM coming back from
-        an outage is not hit by every job at the same instant. ``Retry-After`` wins when given.
+        an outage is not hit by every job at the same instant. ``Retry-After`` wins when given,
+        but never below a floor that doubles with each failed try (0.5 s, 1 s, 2 s… up to
+        ``max_delay``): a CRM answering ``Retry-After: 0`` again and again is not hammered.
         """
         if retry_after is not None:
-            return max(retry_after, 0.5)
+            floor = min(self.max_delay, 0.5 * 2 ** max(0, attempts - 1))
+            return max(retry_after, floor)
         exp = min(self.max_delay, self.base * 2 ** max(0, attempts - 1))
         return exp / 2 + self.rng.uniform(0, exp / 2)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -25,6 +25,9 @@ from bridge.store.outbox import DEAD, DONE, PENDING, Job, Outbox
 log = structlog.get_logger("bridge.deliver")
 
 MAX_IDLE = 60.0  # re-check the table at least this often (a clock jump, a CLI retry)
+REBOOK_EVERY = 1.0  # while outcomes wait to be booked, try the database this often
+
+Booking = Callable[[], Awaitable[None]]
 
 
 class AdapterWorker:
@@ -49,6 +52,9 @@ class AdapterWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # Outcomes the database refused to record (job id → the write and its status). The
+        # job stays 'running', so nothing else takes it; they are booked once it recovers.
+        self._unbooked: dict[int, tuple[Booking, str]] = {}
 
     @property
     def alive(self) -> bool:
@@ -78,6 +84,7 @@ class AdapterWorker:
             free = self._concurrency - len(self._inflight)
             jobs: list[Job] = []
             try:
+                await self._rebook()
                 if free > 0:
                     jobs = await self._outbox.claim(self.name, free)
                 next_due = await self._outbox.next_due(self.name)
@@ -91,7 +98,7 @@ class AdapterWorker:
                 task.add_done_callback(self._finished)
             if jobs and len(self._inflight) < self._concurrency:
                 continue
-            wait = MAX_IDLE
+            wait = REBOOK_EVERY if self._unbooked else MAX_IDLE
             if next_due is not None and len(self._inflight) < self._concurrency:
                 wait = min(wait, max(0.0, next_due - self._clock()))
             await self._sleep(wait)
@@ -127,7 +134,7 @@ class AdapterWorker:
                 log.exception("adapter raised an unexpected error; will retry")
                 await self._retry(job, f"unexpected error: {type(exc).__name__}: {exc}", None)
             else:
-                await self._book(self._outbox.mark_done(job.id, result), DONE)
+                await self._book(job.id, lambda: self._outbox.mark_done(job.id, result), DONE)
                 self._metrics.delivery_latency.labels(self.name).observe(
                     max(0.0, self._clock() - job.created_at)
                 )
@@ -140,7 +147,7 @@ class AdapterWorker:
         if self._backoff.gives_up(job.created_at, retry_at):
             await self._dead(job, f"gave up after {job.attempts} attempts: {reason}")
             return
-        await self._book(self._outbox.mark_retry(job.id, retry_at, reason), PENDING)
+        await self._book(job.id, lambda: self._outbox.mark_retry(job.id, retry_at, reason), PENDING)
         log.warning(
             "delivery failed, will retry",
             reason=reason,
@@ -150,14 +157,24 @@ class AdapterWorker:
 
     async def _dead(self, job: Job, reason: str) -> None:
         reason = REDACTOR(reason)
-        await self._book(self._outbox.mark_dead(job.id, reason), DEAD)
+        await self._book(job.id, lambda: self._outbox.mark_dead(job.id, reason), DEAD)
         log.error("job is dead", reason=reason, attempts=job.attempts)
 
-    async def _book(self, write: object, status: str) -> None:
+    async def _book(self, job_id: int, write: Booking, status: str) -> None:
         try:
-            await write  # type: ignore[misc]
+            await write()
         except StorageError as exc:
-            # The job stays 'running' and is taken again on the next start; nothing is lost.
-            log.error("could not record job outcome", status=status, error=str(exc))
+            # Kept in memory and booked when the database is back (the job stays 'running'
+            # meanwhile; if the process dies first, the next start takes the job again).
+            self._unbooked[job_id] = (write, status)
+            log.error("could not record job outcome; will retry", status=status, error=str(exc))
         else:
             self._metrics.jobs.labels(self.name, status).inc()
+
+    async def _rebook(self) -> None:
+        """Book the outcomes the database refused earlier; StorageError if it still does."""
+        for job_id, (write, status) in list(self._unbooked.items()):
+            await write()
+            del self._unbooked[job_id]
+            self._metrics.jobs.labels(self.name, status).inc()
+            log.info("job outcome recorded after the database recovered", job_id=job_id)

@@ -116,15 +116,26 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise RequestRejected(400, "bad_json", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, _Pairs):
         raise RequestRejected(422, "bad_json", "JSON body must be an object")
-    return merge_pairs([(k, _unpair(v)) for k, v in data])
+    fields = merge_pairs([(k, _unpair(v, 1)) for k, v in data])
+    try:
+        json.dumps(fields, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:  # "\ud800": valid JSON, yet no UTF-8 can hold it
+        raise RequestRejected(400, "bad_encoding", "JSON holds a lone surrogate escape") from exc
+    return fields
 
 
-def _unpair(value: Any) -> Any:
+MAX_DEPTH = 32  # onlinePBX sends a flat object; nesting is only ever kept for unknown fields
+
+
+def _unpair(value: Any, depth: int) -> Any:
     """Undo the pairs hook below the top level (nested objects of unknown fields)."""
+    if isinstance(value, _Pairs | list) and depth >= MAX_DEPTH:
+        # json.loads nests deeper than Python can walk back: refuse before anything recurses.
+        raise RequestRejected(400, "bad_json", f"JSON is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, _Pairs):
-        return {k: _unpair(v) for k, v in value}
+        return {k: _unpair(v, depth + 1) for k, v in value}
     if isinstance(value, list):
-        return [_unpair(v) for v in value]
+        return [_unpair(v, depth + 1) for v in value]
     return value
 
 

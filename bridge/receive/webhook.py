@@ -7,6 +7,7 @@ replays it) knows it was not taken.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -15,26 +16,59 @@ from aiohttp import web
 from bridge.keys import CLOCK, METRICS, SETTINGS, TOKEN, WRITER
 from bridge.receive.access import client_ip, domain_allowed, ip_allowed, token_ok
 from bridge.receive.parsing import RequestRejected, read_fields
+from bridge.receive.throttle import BadTokenThrottle
 from bridge.receive.validate import validate
 from bridge.store.db import StorageError
 
 log = structlog.get_logger("bridge.receive")
+THROTTLE = web.AppKey("bad_token_throttle", BadTokenThrottle)
+
+
+BODY_SECONDS = 10.0  # a client still sending its body after this long is cut off (slowloris)
+
+
+async def read_body_in_time(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """The fields, refusing a declared oversize body before reading a byte of it and a body
+    that trickles in too slowly; memory stays within ``max_bytes`` per request."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise RequestRejected(413, "too_large", f"body is larger than {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            return await read_fields(request, max_bytes)
+    except TimeoutError as exc:
+        raise RequestRejected(
+            408, "body_timeout", f"body not received within {BODY_SECONDS:g} seconds"
+        ) from exc
 
 
 def _reject(exc: RequestRejected) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status)
+    # After a refused body the connection is closed: what is left of it is never read.
+    headers = {"Connection": "close"} if exc.status in (408, 413) else None
+    return web.json_response(exc.body(), status=exc.status, headers=headers)
 
 
 async def handle_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS].server
     metrics = request.app[METRICS]
-    if not token_ok(request.match_info.get("token", ""), request.app[TOKEN]):
-        metrics.events.labels("-", "bad_token").inc()
-        log.warning("webhook with a wrong token", peer=request.remote)
-        return web.json_response({"ok": False, "error": "not_found"}, status=404)
     sender = client_ip(
         request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxies
     )
+    guard = request.app[THROTTLE]
+    wait = guard.retry_after(sender)
+    if wait is not None:
+        metrics.events.labels("-", "throttled").inc()
+        return web.json_response(
+            {"ok": False, "error": "too_many_requests", "detail": "too many wrong tokens"},
+            status=429,
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    if not token_ok(request.match_info.get("token", ""), request.app[TOKEN]):
+        metrics.events.labels("-", "bad_token").inc()
+        if guard.miss(sender):
+            log.warning("address blocked after repeated wrong tokens", ip=sender)
+        else:
+            log.warning("webhook with a wrong token", ip=sender)
+        return web.json_response({"ok": False, "error": "not_found"}, status=404)
     if not ip_allowed(sender, settings.allowed_ips):
         metrics.events.labels("-", "forbidden").inc()
         log.warning("webhook from an address not in allowed_ips", ip=sender)
@@ -42,7 +76,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
             {"ok": False, "error": "forbidden", "detail": "address not allowed"}, status=403
         )
     try:
-        fields = await read_fields(request, settings.max_body_bytes)
+        fields = await read_body_in_time(request, settings.max_body_bytes)
         incoming = validate(fields, request.app[CLOCK](), request.app[SETTINGS].onlinepbx.domain)
     except RequestRejected as exc:
         metrics.events.labels("-", "rejected").inc()

@@ -1,0 +1,192 @@
+"""Who gets in, and what leaks: token variants, throttling, allowed IPs behind proxies, and a
+grep for every configured secret in every output of a full end-to-end run."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.receive import access
+from bridge.receive.webhook import THROTTLE
+from bridge.samples import sample
+from tests.conftest import TOKEN, WEBHOOK, rows
+from tests.reliability.fakes import UNAUTHORIZED
+from tests.reliability.process import ROOT, BridgeProcess, free_port, write_settings
+from tests.reliability.sizes import BIG
+from tests.reliability.targets import CRM
+
+VARIANTS = {
+    "wrong": "x" * len(TOKEN),
+    "other case": TOKEN.upper(),
+    "prefix": TOKEN[:-1],
+    "longer": TOKEN + "0",
+    "padded": f" {TOKEN}",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_token_variants_are_refused_and_store_nothing(
+    variant: str, make_settings: Callable[..., Any], start_bridge: Callable[..., Any]
+) -> None:
+    settings = make_settings()
+    client = await start_bridge(settings)
+    r = await client.post(f"/webhooks/onlinepbx/{VARIANTS[variant]}", data=sample("call_end"))
+    assert r.status == 404 and (await r.json())["ok"] is False
+    assert await rows(settings, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+def test_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(access.hmac, "compare_digest", spy)
+    assert not access.token_ok(TOKEN[:-1] + "X", TOKEN)
+    assert access.token_ok(TOKEN, TOKEN)
+    assert len(calls) == 2  # no shortcut (==, startswith) before the constant-time compare
+
+
+@pytest.mark.skipif(not BIG, reason="timing measurement: PBX_BRIDGE_BIG=1")
+def test_no_measurable_timing_difference_between_near_miss_and_garbage() -> None:
+    near, garbage = TOKEN[:-1] + "X", "X" + TOKEN[1:]
+
+    def median_ns(given: str) -> float:
+        samples = []
+        for _ in range(200):
+            t = time.perf_counter_ns()
+            for _ in range(500):
+                access.token_ok(given, TOKEN)
+            samples.append(time.perf_counter_ns() - t)
+        return statistics.median(samples) / 500
+
+    a, b = median_ns(near), median_ns(garbage)
+    print(f"\nTOKEN TIMING near-miss {a:.1f} ns, first-byte miss {b:.1f} ns, ratio {a / b:.3f}")
+    assert 0.8 < a / b < 1.25
+
+
+async def test_repeated_bad_tokens_from_one_address_are_throttled(
+    make_settings: Callable[..., Any], start_bridge: Callable[..., Any]
+) -> None:
+    settings = make_settings(server={"trusted_proxies": ["127.0.0.1/32"]})
+    client = await start_bridge(settings)
+    now = [0.0]
+    guard = client.app[THROTTLE]
+    guard._clock = lambda: now[0]
+    attacker, pbx = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.7"}
+    for _ in range(guard.limit):
+        r = await client.post("/webhooks/onlinepbx/guess", data={}, headers=attacker)
+        assert r.status == 404
+    blocked = await client.post(WEBHOOK, data=sample("call_end"), headers=attacker)
+    assert blocked.status == 429 and int(blocked.headers["Retry-After"]) > 0
+    assert (await blocked.json())["error"] == "too_many_requests"
+    # Blocked means blocked: even the right token gets nothing in, so guessing gains nothing.
+    assert await rows(settings, "SELECT COUNT(*) FROM events") == [(0,)]
+    assert (await client.post(WEBHOOK, data=sample("call_end"), headers=pbx)).status == 200
+    now[0] += guard.block + 1
+    assert (await client.post(WEBHOOK, data=sample("call_end"), headers=attacker)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "status"),
+    [
+        ([], "198.51.100.7", 403),  # no trusted proxy: the header is anyone's to write
+        (["127.0.0.1/32"], "198.51.100.7", 200),  # from the trusted proxy: believed
+        (["127.0.0.1/32"], "203.0.113.9", 403),
+        (["127.0.0.1/32"], "198.51.100.7, 203.0.113.9", 403),  # the hop the proxy saw counts
+        (["127.0.0.1/32"], "203.0.113.9, 198.51.100.7", 200),  # a spoofed first hop is ignored
+        (["10.0.0.0/8"], "198.51.100.7", 403),  # the peer is not that proxy
+    ],
+)
+async def test_allowed_ips_honour_forwarded_for_only_from_trusted_proxies(
+    proxies: list[str],
+    forwarded: str,
+    status: int,
+    make_settings: Callable[..., Any],
+    start_bridge: Callable[..., Any],
+) -> None:
+    settings = make_settings(
+        server={"allowed_ips": ["198.51.100.0/24"], "trusted_proxies": proxies}
+    )
+    client = await start_bridge(settings)
+    r = await client.post(WEBHOOK, data=sample("call_end"), headers={"X-Forwarded-For": forwarded})
+    assert r.status == status
+    stored = await rows(settings, "SELECT COUNT(*) FROM events")
+    assert stored == [(1 if status == 200 else 0,)]
+
+
+SECRET_TOKEN = "e2e-webhook-token-5f1c9a7b3d"
+
+
+async def test_no_secret_in_any_log_answer_page_or_cli_output(tmp_path: Path) -> None:
+    fakes = {t.name: await t.fake(time.time).start() for t in CRM}
+    secrets = [SECRET_TOKEN, *(s for t in CRM for s in t.secrets)]
+    for fake in fakes.values():  # a careless CRM: its 401 quotes the credentials back
+        fake.play(UNAUTHORIZED, 1)
+        fake.error_body = {"error": "bad credentials", "you sent": secrets}
+    port = free_port()
+    tables: dict[str, dict[str, Any]] = {
+        "server": {
+            "host": "127.0.0.1",
+            "port": port,
+            "webhook_token": SECRET_TOKEN,
+            "shutdown_grace_seconds": 0,
+        },
+        "storage": {"path": str(tmp_path / "bridge.db")},
+        "delivery": {"retry_base_seconds": 0.05},
+        "log": {"level": "DEBUG", "format": "json"},
+    }
+    for target in CRM:
+        tables[f"adapters.{target.name}"] = target.table(fakes[target.name].base_url)
+    config = write_settings(tmp_path / "settings.toml", tables)
+    bridge = BridgeProcess(config, port, tmp_path)
+    seen: list[str] = []
+    try:
+        await bridge.start()
+        async with httpx.AsyncClient(base_url=bridge.base_url, timeout=5) as client:
+            hook = f"/webhooks/onlinepbx/{SECRET_TOKEN}"
+            for path, body in [
+                (hook, sample("call_end")),
+                (hook, sample("call_missed")),
+                (hook, {"event": "call_end"}),
+                (hook[:-1], sample("call_end")),
+                (hook + "/x", sample("call_end")),
+            ]:
+                seen.append((await client.post(path, data=body)).text)
+            await asyncio.sleep(1.0)  # the 401, then retries and deliveries
+            for page in ("/metrics", "/readyz", "/healthz", "/nope"):
+                seen.append((await client.get(page)).text)
+        for args in (["check"], ["outbox", "list", "--json"], ["outbox", "show", "1"]):
+            # Run beside the loop: `check` calls the fake CRM served by this very loop.
+            cli = await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "bridge", "--config", str(config), *args],
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(cli.communicate(), 60)
+            seen += [out.decode(), err.decode()]
+        await bridge.stop()
+    finally:
+        await bridge.close()
+        for fake in fakes.values():
+            await fake.close()
+    logs = bridge.log()
+    assert "job is dead" in logs and "HTTP 401" in logs  # the careless CRM was heard
+    assert any("***" in text for text in seen)  # its quote was kept, masked
+    for secret in secrets:
+        assert secret not in logs, f"secret in the log: {secret[:4]}…"
+        for text in seen:
+            assert secret not in text, f"secret in an output: {text[:200]}"
