@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -253,13 +254,13 @@ async def test_redelivered_call_is_not_logged_twice(make_settings, start_bridge,
     await client.post(WEBHOOK, data=payload)
     await wait_for(lambda: _all_done(settings, 1))
     # The same job retried after the CRM write (e.g. crash before booking): no second write.
-    await rows(settings, "SELECT 1")
-    import sqlite3
+    def requeue() -> None:  # another process's write: off the event loop, as it would be
+        conn = sqlite3.connect(settings.storage.path, timeout=10)
+        conn.execute("UPDATE jobs SET status = 'pending'")
+        conn.commit()
+        conn.close()
 
-    conn = sqlite3.connect(settings.storage.path)
-    conn.execute("UPDATE jobs SET status = 'pending'")
-    conn.commit()
-    conn.close()
+    await asyncio.to_thread(requeue)
     client.app[DELIVERY].wake({"hook"})
     await asyncio.sleep(0.2)
     await wait_for(lambda: _all_done(settings, 1))
