@@ -23,7 +23,7 @@ from aiohttp import web
 
 HOST = "127.0.0.1"  # every benchmark stays on loopback
 TOKEN = "bench-token-0123456789abcdef"
-SAMPLE_FORM = (Path(__file__).resolve().parent.parent / "tests" / "samples" / "call_end.form")
+SAMPLE_FORM = Path(__file__).resolve().parent.parent / "tests" / "samples" / "call_end.form"
 
 
 def call_end_form() -> str:
@@ -79,7 +79,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def write_settings(workdir: Path, port: int, adapters: dict[str, dict[str, Any]], **extra: Any) -> Path:
+def write_settings(
+    workdir: Path, port: int, adapters: dict[str, dict[str, Any]], **extra: Any
+) -> Path:
     """A settings TOML for a bridge on loopback with the given adapter tables."""
     lines = [
         "[server]",
@@ -96,7 +98,13 @@ def write_settings(workdir: Path, port: int, adapters: dict[str, dict[str, Any]]
     for name, table in adapters.items():
         lines.append(f"[adapters.{name}]")
         for key, value in table.items():
-            shown = f'"{value}"' if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) else repr(value)
+            shown = (
+                f'"{value}"'
+                if isinstance(value, str)
+                else repr(value).lower()
+                if isinstance(value, bool)
+                else repr(value)
+            )
             lines.append(f"{key} = {shown}")
     path = workdir / "settings.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -175,7 +183,9 @@ class FakeCRM:
         self.arrivals.append(now)
         if self._over(now):
             self.rejected += 1
-            return web.json_response({"error": "too many"}, status=429, headers={"Retry-After": "1"})
+            return web.json_response(
+                {"error": "too many"}, status=429, headers={"Retry-After": "1"}
+            )
         self.accepted.append(now)
         await request.read()
         if self.latency:

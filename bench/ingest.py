@@ -18,7 +18,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import FakeCRM, bridge_process, child, free_port, machine, webhook_url, write_settings
+from bench.common import (
+    FakeCRM,
+    bridge_process,
+    child,
+    free_port,
+    machine,
+    webhook_url,
+    write_settings,
+)
 from bench.load import Load, drive, generator
 
 
@@ -33,7 +41,9 @@ async def _bridge(seconds: float, connections: int, crm: str, level: str) -> Loa
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
-        adapters = {"crm": {"type": "http", "url": crm + "/hook", "secret": "s" * 24, "rate_limit": 7}}
+        adapters = {
+            "crm": {"type": "http", "url": crm + "/hook", "secret": "s" * 24, "rate_limit": 7}
+        }
         config = write_settings(work, port, adapters, log_level=level)
         with bridge_process(config, port, work / "bridge.log"):
             await drive(webhook_url(port), 2, connections)
@@ -53,7 +63,10 @@ def _median(loads: list[Load]) -> Load:
 async def main(seconds: float, rounds: int, connections: int) -> None:
     print(f"machine: {machine()}")
     gen = generator()
-    print(f"load generator: {gen}" + ("" if gen == "wrk" else " (wrk is missing: apt-get install wrk)"))
+    print(
+        f"load generator: {gen}"
+        + ("" if gen == "wrk" else " (wrk is missing: apt-get install wrk)")
+    )
     print(f"{connections} connections, {seconds:g} s per run, {rounds} rounds\n")
     crm = FakeCRM()
     base = await crm.start()
@@ -62,7 +75,9 @@ async def main(seconds: float, rounds: int, connections: int) -> None:
         for n in range(rounds):
             runs["bare aiohttp"].append(await _bare(seconds, connections))
             runs["bridge"].append(await _bridge(seconds, connections, base, "INFO"))
-            runs["bridge, WARNING logs"].append(await _bridge(seconds, connections, base, "WARNING"))
+            runs["bridge, WARNING logs"].append(
+                await _bridge(seconds, connections, base, "WARNING")
+            )
             for name, loads in runs.items():
                 print(f"round {n + 1}  {name:22s} {loads[-1].row()}")
     finally:

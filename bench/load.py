@@ -49,7 +49,14 @@ def _ms(text: str) -> float:
 
 async def run_wrk(url: str, seconds: float, connections: int) -> Load:
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(LUA), url,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        url,
         env={**os.environ, "BODY": _body_template()},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -99,8 +106,11 @@ async def run_python(url: str, seconds: float, connections: int) -> Load:
         await asyncio.gather(*(worker(n, session) for n in range(connections)))
         took = time.monotonic() - began
     return Load(
-        len(latencies), len(latencies) / took, percentile(latencies, 50),
-        percentile(latencies, 99), errors,
+        len(latencies),
+        len(latencies) / took,
+        percentile(latencies, 50),
+        percentile(latencies, 99),
+        errors,
     )
 
 
