@@ -14,7 +14,7 @@ from bridge.adapter.contract import (
 )
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
 from bridge.adapter.http import CRMClient, json_body, parse_retry_after, raise_for_status
-from bridge.adapter.ratelimit import TokenBucket
+from bridge.adapter.ratelimit import Limiter, SlidingWindow, TokenBucket, make_limiter
 
 __all__ = [
     "ACTIONS",
@@ -29,10 +29,13 @@ __all__ = [
     "Contact",
     "DeliveryError",
     "FollowUp",
+    "Limiter",
     "Permanent",
     "RetryLater",
+    "SlidingWindow",
     "TokenBucket",
     "json_body",
+    "make_limiter",
     "parse_retry_after",
     "raise_for_status",
 ]
