@@ -4,6 +4,7 @@ file, a fake CRM, the machine description and percentile helpers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import signal
@@ -169,6 +170,7 @@ class FakeCRM:
     rejected: int = 0
     contacts: dict[str, str] = field(default_factory=dict)
     lookups: int = 0
+    first_seen: dict[str, float] = field(default_factory=dict)  # call uuid → first arrival
     _runner: web.AppRunner | None = None
     port: int = 0
 
@@ -187,7 +189,11 @@ class FakeCRM:
                 {"error": "too many"}, status=429, headers={"Retry-After": "1"}
             )
         self.accepted.append(now)
-        await request.read()
+        raw = await request.read()
+        if raw.startswith(b"{"):
+            call = json.loads(raw).get("call") or {}
+            if call.get("uuid"):
+                self.first_seen.setdefault(call["uuid"], now)
         if self.latency:
             await asyncio.sleep(self.latency)
         if request.path == "/contacts" and request.method == "GET":

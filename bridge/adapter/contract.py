@@ -62,6 +62,9 @@ class AdapterSettings(BaseModel):
         " of this length (a burst-window CRM: 10/s over 10 s = 100 per 10 s), instead of being"
         " evenly spaced",
     )
+    contact_cache_seconds: float = Field(
+        60.0, ge=0, description="how long a contact lookup is reused; 0 = ask the CRM every time"
+    )
     base_url: str | None = None
     timeout_seconds: float = Field(15.0, gt=0)
     concurrency: int = Field(2, ge=1, le=64)
