@@ -19,45 +19,16 @@ import asyncio
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import adapters
 from bench.common import machine
-from bridge.adapter import Adapter, AdapterSettings, CallLog, CheckResult, Contact, FollowUp
-from bridge.call import Call
-from bridge.phones import Phone
+from bench.exactsearch import ExactSearchCRM
+from bridge import logs
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock, vendor_sample
 
 POOL = 700
-
-
-class ExactSearchCRM(Adapter):
-    """A CRM whose contact search is an exact match on one stored string."""
-
-    Settings = AdapterSettings
-    store: ClassVar[dict[str, str]] = {}  # stored phone string → contact id
-    lookups = 0
-
-    async def find_contact(self, phone: Phone) -> Contact | None:
-        for form in phone.variants():
-            type(self).lookups += 1
-            if form in self.store:
-                return Contact(self.store[form])
-        return None
-
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        self.store[phone.e164] = f"c{len(self.store)}"
-        return Contact(self.store[phone.e164])
-
-    async def log_call(self, log: CallLog) -> str:
-        return f"call-{log.call.uuid}"
-
-    async def create_task(self, task: FollowUp) -> str:
-        return f"task-{task.call.uuid}"
-
-    async def check(self) -> CheckResult:
-        return CheckResult(account="bench")
 
 
 def mix(calls: int, seed: int) -> tuple[list[str], set[str]]:
@@ -96,7 +67,8 @@ async def run(calls: int, seed: int, ttl: float) -> dict[str, float]:
 
 async def main(calls: int, seed: int) -> None:
     print(f"machine: {machine()}")
-    adapters.BUILTIN["exactsearch"] = "bench.lookups:ExactSearchCRM"
+    logs.configure("WARNING", "json")
+    adapters.BUILTIN["exactsearch"] = "bench.exactsearch:ExactSearchCRM"
     for ttl in (0.0, 60.0):
         r = await run(calls, seed, ttl)
         print(
