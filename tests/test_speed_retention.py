@@ -89,3 +89,17 @@ async def test_the_bridge_prunes_on_its_own(make_settings: Any, start_bridge: An
     await start_bridge(settings, clock=clock)  # the pruner runs at start, then hourly
     await until_empty(settings, "SELECT id FROM jobs")
     assert await rows(settings, "SELECT id FROM events") == []
+
+
+async def test_old_events_that_caused_no_job_go_too(tmp_path: Path) -> None:
+    clock = FakeClock()
+    db = await Database.open(tmp_path / "s.db")
+    try:
+        writer = EventWriter(db, lambda event: [], clock=clock)  # e.g. call_start
+        await writer.submit(IncomingEvent("pbx.example", "s1", "call_start", {}))
+        clock.advance(2 * DAY)
+        await writer.submit(IncomingEvent("pbx.example", "s2", "call_start", {}))
+        assert (await prune(db, clock() - DAY))["events"] == 1
+        assert await table(db, "SELECT uuid FROM events") == [("s2",)]
+    finally:
+        await db.close()

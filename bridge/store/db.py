@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS crm_objects (
     created_at REAL NOT NULL,
     PRIMARY KEY (adapter, call_key, name)
 );
+CREATE INDEX IF NOT EXISTS crm_objects_call ON crm_objects (call_key);
 CREATE TABLE IF NOT EXISTS adapter_state (
     adapter    TEXT NOT NULL,
     key        TEXT NOT NULL,
