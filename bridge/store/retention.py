@@ -24,7 +24,7 @@ from bridge.store.db import Database, StorageError, in_transaction
 
 log = structlog.get_logger("bridge.store")
 
-CHUNK = 2000  # rows per delete transaction
+CHUNK = 100  # rows per delete transaction: deleting 500 old events took 67-170 ms
 EVERY = 3600.0
 
 
