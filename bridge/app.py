@@ -26,6 +26,7 @@ from bridge.settings import Settings, SettingsError
 from bridge.store.db import Database, StorageError
 from bridge.store.events import EventWriter
 from bridge.store.outbox import Outbox
+from bridge.store.retention import Pruner
 from bridge.texts import check_templates
 
 log = structlog.get_logger("bridge")
@@ -75,6 +76,15 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     finally:
         await delivery.stop(settings.server.shutdown_grace_seconds)
         log.info("delivery stopped; unfinished jobs stay pending")
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    pruner = Pruner(app[DB], app[SETTINGS].storage.retention_days, app[CLOCK])
+    pruner.start()
+    try:
+        yield
+    finally:
+        await pruner.stop()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -139,6 +149,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(recordings_ctx)
     app.cleanup_ctx.append(_delivery)
     app.cleanup_ctx.append(sweep_ctx)
+    app.cleanup_ctx.append(_retention)
     app.router.add_post(WEBHOOK_PATH, handle_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

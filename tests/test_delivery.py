@@ -253,6 +253,7 @@ async def test_redelivered_call_is_not_logged_twice(make_settings, start_bridge,
     payload = sample("call_end")
     await client.post(WEBHOOK, data=payload)
     await wait_for(lambda: _all_done(settings, 1))
+
     # The same job retried after the CRM write (e.g. crash before booking): no second write.
     def requeue() -> None:  # another process's write: off the event loop, as it would be
         conn = sqlite3.connect(settings.storage.path, timeout=10)

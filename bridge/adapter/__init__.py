@@ -20,7 +20,7 @@ from bridge.adapter.http import (
     parse_retry_after,
     raise_for_status,
 )
-from bridge.adapter.ratelimit import TokenBucket
+from bridge.adapter.ratelimit import Limiter, SlidingWindow, TokenBucket, make_limiter
 
 __all__ = [
     "ACTIONS",
@@ -35,11 +35,14 @@ __all__ = [
     "Contact",
     "DeliveryError",
     "FollowUp",
+    "Limiter",
     "Permanent",
     "RetryLater",
+    "SlidingWindow",
     "TokenBucket",
     "json_body",
     "json_object",
+    "make_limiter",
     "parse_retry_after",
     "raise_for_status",
 ]

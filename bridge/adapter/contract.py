@@ -19,7 +19,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bridge.adapter.http import CRMClient
-from bridge.adapter.ratelimit import TokenBucket
+from bridge.adapter.ratelimit import make_limiter
 from bridge.call import Call
 from bridge.phones import Phone
 from bridge.redact import Redactor
@@ -55,6 +55,16 @@ class AdapterSettings(BaseModel):
     task_due_minutes: int = Field(15, ge=0)
     rate_limit: float = Field(5.0, ge=0, description="requests per second; 0 = unlimited")
     rate_burst: float = Field(1.0, ge=1)
+    rate_window: float = Field(
+        0.0,
+        ge=0,
+        description="seconds; when set, rate_limit × rate_window requests may go in any window"
+        " of this length (a burst-window CRM: 10/s over 10 s = 100 per 10 s), instead of being"
+        " evenly spaced",
+    )
+    contact_cache_seconds: float = Field(
+        60.0, ge=0, description="how long a contact lookup is reused; 0 = ask the CRM every time"
+    )
     base_url: str | None = None
     timeout_seconds: float = Field(15.0, gt=0)
     concurrency: int = Field(2, ge=1, le=64)
@@ -146,7 +156,7 @@ class AdapterContext:
         """A rate-limited, redacting httpx client for ``settings.base_url or base_url``."""
         return CRMClient(
             base_url=settings.base_url or base_url,
-            limiter=TokenBucket(settings.rate_limit, settings.rate_burst),
+            limiter=make_limiter(settings.rate_limit, settings.rate_burst, settings.rate_window),
             timeout=settings.timeout_seconds,
             redactor=self.redactor,
             on_response=self.on_response,

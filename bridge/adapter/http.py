@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from bridge.adapter.errors import Permanent, RetryLater
-from bridge.adapter.ratelimit import TokenBucket
+from bridge.adapter.ratelimit import Limiter
 from bridge.redact import Redactor
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -119,7 +119,7 @@ class CRMClient:
         self,
         *,
         base_url: str,
-        limiter: TokenBucket,
+        limiter: Limiter,
         timeout: float = 15.0,
         headers: Mapping[str, str] | None = None,
         redactor: Redactor | None = None,
@@ -140,8 +140,9 @@ class CRMClient:
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send one request under the rate limit; network trouble becomes RetryLater."""
         await self._limiter.acquire()
+        extensions = {**kwargs.pop("extensions", {}), "trace": self._trace}
         try:
-            response = await self._client.request(method, url, **kwargs)
+            response = await self._client.request(method, url, extensions=extensions, **kwargs)
         except httpx.TimeoutException as exc:
             self._on_response("timeout")
             raise RetryLater(
@@ -155,6 +156,12 @@ class CRMClient:
             ) from exc
         self._on_response(str(response.status_code))
         return response
+
+    async def _trace(self, name: str, info: dict[str, Any]) -> None:
+        # httpcore's trace: the moment the request's bytes start to leave (after any
+        # connection set-up), which is when the CRM starts counting it.
+        if name.endswith("send_request_headers.started"):
+            self._limiter.sending()
 
     def _path(self, url: str) -> str:
         return self._redactor(str(httpx.URL(url).path) or url)

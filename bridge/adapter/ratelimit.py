@@ -1,10 +1,38 @@
-"""A token bucket that keeps one adapter's requests under its CRM's limit."""
+"""Limiters that keep one adapter's requests under its CRM's limit.
+
+Two shapes of limit are common: "N requests a second" (amoCRM: 7/s) and "N requests per
+window" (100 per 10 s), where a CRM lets a burst through and then refuses the rest of the
+window. :func:`make_limiter` picks the limiter from an adapter's ``rate_limit``,
+``rate_burst`` and ``rate_window`` settings, so every adapter gets both.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Protocol
+
+# Requests leave on our clock but are counted on the CRM's, after a network delay that
+# varies: a window is treated as this much longer so jitter never puts one over the limit.
+WINDOW_GUARD = 0.02
+
+
+class Limiter(Protocol):
+    async def acquire(self) -> None:
+        """Return when one more request may be sent."""
+
+    def sending(self) -> None:
+        """The request just granted (in this task) is leaving now."""
+
+
+class Unlimited:
+    async def acquire(self) -> None:
+        return
+
+    def sending(self) -> None:
+        return
 
 
 class TokenBucket:
@@ -36,3 +64,72 @@ class TokenBucket:
                     self._tokens -= 1.0
                     return
                 await asyncio.sleep((1.0 - self._tokens) / self.rate)
+
+    def sending(self) -> None:
+        return  # even spacing has no window to keep: nothing to re-stamp
+
+
+class SlidingWindow:
+    """At most ``limit`` requests in any ``window`` seconds, bursts allowed.
+
+    This is the strictest reading of a per-window limit (a CRM counting fixed windows is
+    satisfied too), and it uses the whole allowance: a backlog goes out ``limit`` at once,
+    then one request each time the oldest of the last ``limit`` leaves the window.
+
+    A request is stamped when its slot is granted and stamped again by :meth:`sending`,
+    called as the request's bytes start to leave (``CRMClient`` does it from httpcore's
+    trace): a busy event loop can hold a granted request back for tens of milliseconds,
+    which would otherwise pack more requests into one of the CRM's windows than ours saw.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        guard: float = WINDOW_GUARD,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a window limit needs limit >= 1 and window > 0")
+        self.limit = limit
+        self.span = window * (1 + guard)
+        self._sent: list[list[float]] = []  # one mutable stamp per request in the window
+        self._slot: ContextVar[list[float] | None] = ContextVar(f"slot{id(self)}", default=None)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # FIFO: waiters are served in arrival order
+            while True:
+                now = self._clock()
+                self._sent = [s for s in self._sent if s[0] > now - self.span]
+                if len(self._sent) < self.limit:
+                    break
+                await self._sleep(min(s[0] for s in self._sent) + self.span - now)
+            slot = [now]
+            self._sent.append(slot)
+            self._slot.set(slot)
+
+    def sending(self) -> None:
+        """The request granted last in this task is leaving now: move its stamp here."""
+        slot = self._slot.get()
+        if slot is not None:
+            slot[0] = max(slot[0], self._clock())
+            self._slot.set(None)
+
+
+def make_limiter(rate: float, burst: float = 1.0, window: float = 0.0) -> Limiter:
+    """The limiter for an adapter's settings.
+
+    ``rate`` requests a second (``<= 0``: unlimited). Without ``window`` they are spaced by a
+    token bucket holding ``burst``; with it, ``rate × window`` may go in any ``window``
+    seconds (e.g. rate 10, window 10 for a CRM allowing 100 per 10 s).
+    """
+    if rate <= 0:
+        return Unlimited()
+    if window > 0:
+        return SlidingWindow(max(1, int(rate * window + 1e-9)), window)
+    return TokenBucket(rate, burst)

@@ -19,6 +19,7 @@ from bridge.adapter.contract import (
     FollowUp,
 )
 from bridge.call import Call, build_call
+from bridge.deliver.contacts import ContactCache
 from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
 from bridge.schedule import due_time
@@ -60,6 +61,7 @@ class Pipeline:
         self._clock = clock
         self._gateways = {_digits(g) for g in settings.gateways}
         self._links = links  # None: adapters get onlinePBX's own (30-minute) recording link
+        self._contacts = ContactCache(settings.contact_cache_seconds, clock)
 
     def skip_reason(self, call: Call, action: str) -> str | None:
         """Why this call causes nothing for this adapter (None: it does)."""
@@ -131,12 +133,14 @@ class Pipeline:
         remembered = await state.get(CONTACT_KEY)
         if remembered is not None:
             return Contact(**json.loads(remembered))
-        contact = await self.adapter.find_contact(call.client)
-        if contact is None and self._may_create(call):
-            mapped = self.settings.users.get(call.extension) if call.extension else None
-            contact = await self.adapter.create_contact(
-                call.client, mapped or self.settings.default_user, call
-            )
-            # Remembered at once: a retry of a later step must not create a second contact.
-            await state.put(CONTACT_KEY, json.dumps(asdict(contact), ensure_ascii=False))
+        async with self._contacts.number(call.client):
+            contact = await self._contacts.find(call.client, self.adapter.find_contact)
+            if contact is None and self._may_create(call):
+                mapped = self.settings.users.get(call.extension) if call.extension else None
+                contact = await self.adapter.create_contact(
+                    call.client, mapped or self.settings.default_user, call
+                )
+                self._contacts.created(call.client, contact)
+                # Remembered at once: a retry of a later step must not create a second contact.
+                await state.put(CONTACT_KEY, json.dumps(asdict(contact), ensure_ascii=False))
         return contact

@@ -87,7 +87,10 @@ class AdapterWorker:
                 await self._rebook()
                 if free > 0:
                     jobs = await self._outbox.claim(self.name, free)
-                next_due = await self._outbox.next_due(self.name)
+                # Only a free slot waits for the next due job; a full worker is woken when
+                # one frees (skipping this query matters: every ingest commit wakes us).
+                full = len(jobs) >= free
+                next_due = None if full else await self._outbox.next_due(self.name)
             except StorageError as exc:
                 log.error("outbox unavailable", adapter=self.name, error=str(exc))
                 await self._sleep(1.0)

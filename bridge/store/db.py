@@ -1,19 +1,26 @@
 """One SQLite connection in WAL mode with ``synchronous=FULL``: a commit is on disk.
 
-All writes go through :meth:`Database.transaction`, which serialises them with a lock:
-aiosqlite runs every statement of a connection on one thread, so a write issued by another
-coroutine in the middle of an open transaction would otherwise join (and be rolled back
-with) that transaction.
+All writes are serialised by one asyncio lock: a write issued by another coroutine in the
+middle of an open transaction would otherwise join (and be rolled back with) that transaction.
+
+Two connections share the file. Reads and :meth:`Database.transaction` use the aiosqlite one,
+which costs one hop to its thread (and back through the event loop) per statement. The hot
+writes (:meth:`Database.run`, and so :meth:`write`, :meth:`write_many` and the event group
+commit) run a whole transaction as one function on a dedicated writer thread: one hop per
+commit. Under load each hop waits for a turn of a busy event loop, so a five-statement
+transaction held the write lock five times longer than it needed to (benchmarked in
+BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -59,6 +66,7 @@ CREATE TABLE IF NOT EXISTS crm_objects (
     created_at REAL NOT NULL,
     PRIMARY KEY (adapter, call_key, name)
 );
+CREATE INDEX IF NOT EXISTS crm_objects_call ON crm_objects (call_key);
 CREATE TABLE IF NOT EXISTS adapter_state (
     adapter    TEXT NOT NULL,
     key        TEXT NOT NULL,
@@ -69,14 +77,49 @@ CREATE TABLE IF NOT EXISTS adapter_state (
 """
 
 
+T = TypeVar("T")
+
+
 class StorageError(Exception):
     """The database could not commit; nothing may be acknowledged."""
 
 
+def _pragmas(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def in_transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """``fn`` wrapped in ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
+
+    def run(conn: sqlite3.Connection) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    return run
+
+
 class Database:
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        path: Path,
+        writer: sqlite3.Connection | None = None,
+        thread: ThreadPoolExecutor | None = None,
+    ) -> None:
         self.conn = conn
         self.path = path
+        self._writer = writer
+        self._thread = thread
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -99,10 +142,44 @@ class Database:
         except sqlite3.Error:
             await conn.close()
             raise
-        return cls(conn, path)
+        thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+
+        def connect() -> sqlite3.Connection:
+            writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            writer.row_factory = sqlite3.Row
+            _pragmas(writer, busy_timeout_ms)
+            return writer
+
+        try:
+            writer = await loop.run_in_executor(thread, connect)
+        except sqlite3.Error:
+            thread.shutdown()
+            await conn.close()
+            raise
+        return cls(conn, path, writer, thread)
 
     async def close(self) -> None:
+        if self._writer is not None and self._thread is not None:
+            async with self._lock:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
+            self._thread.shutdown()
         await self.conn.close()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the writer thread, under the write lock, in one hop.
+
+        ``fn`` is plain synchronous sqlite3 code; wrap it with :func:`in_transaction` to
+        commit. An sqlite3 error becomes StorageError.
+        """
+        assert self._writer is not None and self._thread is not None, "use Database.open"
+        async with self._lock:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._thread, fn, self._writer
+                )
+            except sqlite3.Error as exc:
+                raise StorageError(str(exc)) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -124,12 +201,11 @@ class Database:
 
     async def write(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """One statement in its own transaction; returns any ``RETURNING`` rows."""
-        async with self.transaction() as conn, conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.run(in_transaction(lambda c: c.execute(sql, params).fetchall()))
 
     async def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self.transaction() as conn:
-            await conn.executemany(sql, rows)
+        rows = list(rows)
+        await self.run(in_transaction(lambda c: c.executemany(sql, rows)))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         async with self.conn.execute(sql, params) as cur:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.db import Database, StorageError
+from bridge.store.db import Database, StorageError, in_transaction
 
 MAX_BATCH = 400  # rows per multi-row INSERT, well under SQLite's variable limit
 
@@ -89,6 +90,7 @@ class EventWriter:
     ) -> tuple[list[Stored], set[str]]:
         now = self._clock()
         events = [ev for ev, _ in batch]
+        planned = {ev.event: self._plan_jobs(ev.event) for ev in events}
         values = ",".join("(?, ?, ?, ?, ?, ?)" for _ in events)
         params: list[Any] = []
         for ev in events:
@@ -105,9 +107,10 @@ class EventWriter:
             f"VALUES {values} ON CONFLICT (domain, uuid, event) DO NOTHING "
             "RETURNING id, domain, uuid, event"
         )
-        async with self._db.transaction() as conn:
-            async with conn.execute(sql, params) as cur:
-                inserted = {(r[1], r[2], r[3]): r[0] for r in await cur.fetchall()}
+
+        def write(conn: sqlite3.Connection) -> tuple[list[Stored], set[str]]:
+            # Plain sqlite3 on the writer thread: the whole batch is one hop (see db.py).
+            inserted = {(r[1], r[2], r[3]): r[0] for r in conn.execute(sql, params).fetchall()}
             jobs: list[tuple[Any, ...]] = []
             results: list[Stored] = []
             adapters: set[str] = set()
@@ -116,15 +119,16 @@ class EventWriter:
                 if event_id is None:
                     results.append(Stored(None, True, 0))
                     continue
-                planned = self._plan_jobs(ev.event)
-                for adapter, action in planned:
+                for adapter, action in planned[ev.event]:
                     jobs.append((event_id, adapter, action, now, now, now))
                     adapters.add(adapter)
-                results.append(Stored(event_id, False, len(planned)))
+                results.append(Stored(event_id, False, len(planned[ev.event])))
             if jobs:
-                await conn.executemany(
+                conn.executemany(
                     "INSERT INTO jobs (event_id, adapter, action, due_at, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     jobs,
                 )
-        return results, adapters
+            return results, adapters
+
+        return await self._db.run(in_transaction(write))
