@@ -5,7 +5,8 @@
     assert job.status == "done"
 
 The real pipeline, worker bookkeeping and SQLite file are used; only the clock is yours,
-and the adapter's ``rate_limit`` defaults to 0 (unlimited) so tests never sleep.
+the adapter's ``rate_limit`` defaults to 0 (unlimited) so tests never sleep, and
+``contact_cache_seconds`` to 0 so each delivery exercises the adapter's own lookup.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ class AdapterHarness:
         clock: Callable[[], float] = time.time,
         **settings: Any,
     ) -> AdapterHarness:
-        # Tests never wait on the CRM rate limit unless they ask for one.
-        table = {"rate_limit": 0, **table}
+        # Tests never wait on the CRM rate limit, and every delivery asks the CRM again
+        # (no contact cache), unless they ask otherwise.
+        table = {"rate_limit": 0, "contact_cache_seconds": 0, **table}
         s = Settings(adapters={name: table}, storage={"path": tmp_path / f"{name}.db"}, **settings)
         db = await Database.open(s.storage.path)
         adapters = configured(s.adapters)

@@ -49,6 +49,7 @@ async def open_harness(tmp_path: Path) -> AsyncIterator[Any]:
     opened: list[AdapterHarness] = []
 
     async def open_(clock: FakeClock, **table: Any) -> tuple[AdapterHarness, Counting]:
+        table = {"contact_cache_seconds": 60, **table}  # the default the bridge runs with
         harness = await AdapterHarness.open(tmp_path, "local", table, clock=clock)
         opened.append(harness)
         return harness, Counting(harness.adapter)

@@ -160,10 +160,12 @@ class Database:
         return cls(conn, path, writer, thread)
 
     async def close(self) -> None:
-        if self._writer is not None and self._thread is not None:
+        """Close both connections; closing twice is harmless."""
+        writer, thread, self._writer, self._thread = self._writer, self._thread, None, None
+        if writer is not None and thread is not None:
             async with self._lock:
-                await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
-            self._thread.shutdown()
+                await asyncio.get_running_loop().run_in_executor(thread, writer.close)
+            thread.shutdown()
         await self.conn.close()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:

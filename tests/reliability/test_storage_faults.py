@@ -41,24 +41,37 @@ class FailingWrites:
     def __init__(self, db: Any, error: str = "disk I/O error (injected)") -> None:
         self.db = db
         self.error = error
-        self.real = db.transaction
+        self.real_transaction = db.transaction
+        self.real_run = db.run
         self.on = False
 
     def transaction(self) -> Any:
         if self.on:
             raise StorageError(self.error)
-        return self.real()
+        return self.real_transaction()
+
+    async def run(self, fn: Any) -> Any:  # the writer thread's path (events, job outcomes)
+        if self.on:
+            raise StorageError(self.error)
+        return await self.real_run(fn)
 
     def install(self) -> FailingWrites:
         self.db.transaction = self.transaction
+        self.db.run = self.run
         return self
+
+
+async def _query_only(db: Any, on: bool) -> None:
+    pragma = f"PRAGMA query_only = {'ON' if on else 'OFF'}"
+    await db.conn.execute(pragma)  # both connections: reads (aiosqlite) and the writer thread
+    await db.run(lambda conn: conn.execute(pragma))
 
 
 @asynccontextmanager
 async def read_only(app: Any) -> AsyncIterator[None]:
-    await app[DB].conn.execute("PRAGMA query_only = ON")
+    await _query_only(app[DB], True)
     yield
-    await app[DB].conn.execute("PRAGMA query_only = OFF")
+    await _query_only(app[DB], False)
 
 
 @asynccontextmanager
