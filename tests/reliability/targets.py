@@ -103,7 +103,9 @@ CRM: list[CRMTarget] = [
         # register with the same EXTERNAL_CALL_ID returns the same CALL_ID for 30 minutes
         # while the call is not finished (b24restdocs, telephony-external-call-register.md).
         idempotent=True,
-        secrets=(crm.B24_SECRET, crm.B24_REFRESH, crm.B24_ACCESS),
+        # Not B24_ACCESS: an issued token is masked from when the bridge has it, and the
+        # careless CRM of test_security quotes it to another adapter before that.
+        secrets=(crm.B24_SECRET, crm.B24_REFRESH),
     ),
     CRMTarget(
         "hubspot",
