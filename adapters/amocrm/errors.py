@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from bridge.adapter import DeliveryError, Permanent, RetryLater, parse_retry_after, raise_for_status
+from bridge.adapter import DeliveryError, Permanent, RetryLater, raise_for_status
+from bridge.adapter.http import retry_after_of
 
 
 def _json(response: httpx.Response) -> Any:
@@ -80,7 +81,7 @@ def amo_error(response: httpx.Response, what: str) -> DeliveryError:
     if status == 429:
         return RetryLater(
             f"{label}: amoCRM rate limit (7 requests/s per account) exceeded",
-            parse_retry_after(response.headers.get("retry-after")),
+            retry_after_of(response),
         )
     if 200 <= status < 300:  # callers only pass failures; keep the types honest anyway
         return RetryLater(f"{label}: unexpected answer")

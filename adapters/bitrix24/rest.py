@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from bridge.adapter import AdapterContext, Permanent, RetryLater, parse_retry_after
-from bridge.adapter.http import body_excerpt, raise_for_status
+from bridge.adapter import AdapterContext, Permanent, RetryLater
+from bridge.adapter.http import body_excerpt, json_body, raise_for_status, retry_after_of
 from bridge.adapter.oauth import OAuthTokens, TokenPair
 
 from .settings import Bitrix24Settings
@@ -91,6 +91,8 @@ class Bitrix24Rest:
         if isinstance(data, dict) and data.get("error") is not None:
             raise self._error(response, method, data)
         raise_for_status(response, method)
+        if data is None:
+            json_body(response, method)  # an HTML page or garbage: retried, named "not JSON"
         if not isinstance(data, dict) or "result" not in data:
             raise RetryLater(
                 f"{method}: HTTP {response.status_code} without a Bitrix24 result:"
@@ -109,7 +111,7 @@ class Bitrix24Rest:
         if code == "QUERY_LIMIT_EXCEEDED":
             return RetryLater(
                 f"{said}: over the portal's request rate; lower rate_limit if this repeats",
-                parse_retry_after(response.headers.get("retry-after"), self.ctx.clock()),
+                retry_after_of(response),
             )
         if code == "OPERATION_TIME_LIMIT":
             return RetryLater(
@@ -154,7 +156,7 @@ class Bitrix24Rest:
         if code in ("INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER") or status >= 500:
             return RetryLater(
                 f"{said} (HTTP {status})",
-                parse_retry_after(response.headers.get("retry-after"), self.ctx.clock()),
+                retry_after_of(response),
             )
         if status in (408, 429):
             return RetryLater(f"{said} (HTTP {status})")
@@ -172,7 +174,7 @@ class Bitrix24Rest:
             reset = timing.get("operating_reset_at")
             if isinstance(reset, int | float):
                 return max(1.0, float(reset) - self.ctx.clock())
-        after = parse_retry_after(response.headers.get("retry-after"), self.ctx.clock())
+        after = retry_after_of(response)
         return after if after is not None else OPERATION_LIMIT_FALLBACK
 
     async def _refresh(self, refresh_token: str) -> TokenPair:
@@ -191,8 +193,11 @@ class Bitrix24Rest:
             data = None
         if isinstance(data, dict) and data.get("error"):
             code = str(data["error"])
-            if response.status_code >= 500:
-                raise RetryLater(f"{what}: {code} (HTTP {response.status_code})")
+            if response.status_code >= 500 or response.status_code in (408, 429):
+                # The OAuth server is busy or down: a refresh token is not refused by that.
+                raise RetryLater(
+                    f"{what}: {code} (HTTP {response.status_code})", retry_after_of(response)
+                )
             fixes = {
                 "invalid_grant": "the refresh token expired (180 days unused) or was already"
                 " used; re-authorize the app and set a new refresh_token",
@@ -202,6 +207,8 @@ class Bitrix24Rest:
             }
             raise Permanent(f"{what}: {code}: " + fixes.get(code, "check the OAuth app keys"))
         raise_for_status(response, what)
+        if data is None:
+            json_body(response, what)
         if not isinstance(data, dict) or not data.get("access_token"):
             raise RetryLater(f"{what}: answer without access_token")
         expires_in = data.get("expires_in")

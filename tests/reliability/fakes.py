@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -32,6 +32,12 @@ FORBIDDEN = "403"
 DOWN = "down (connection refused)"
 
 RETRY_AFTER_SECONDS = 120
+GENERIC_ERRORS = {
+    401: {"error": "invalid_token"},
+    403: {"error": "forbidden"},
+    429: {"error": "slow down"},
+    500: {"error": "internal"},
+}
 
 
 @dataclass
@@ -40,6 +46,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,6 +65,8 @@ class FakeCRM:
     read_delay: float = 1.0
     on_request: Callable[[Recorded], None] | None = None
     error_body: Any = None  # what a 401/403 says (a careless CRM may quote credentials)
+    #: fault → what the recorded reason says instead of ``faults.CAUSE`` (the vendor's words)
+    causes: ClassVar[dict[str, str]] = {}
     requests: list[Recorded] = field(default_factory=list)
     server: TestServer | None = None
 
@@ -87,21 +96,24 @@ class FakeCRM:
         return self.fault
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        seen = Recorded(request.method, request.path, dict(request.headers), await request.read())
+        body = await request.read()
+        seen = Recorded(
+            request.method, request.path, dict(request.headers), body, dict(request.query)
+        )
         self.requests.append(seen)
         if self.on_request is not None:
             self.on_request(seen)
         fault = self._current_fault()
         date = {"Date": formatdate(self.clock(), usegmt=True)}
         if fault == HTTP_500:
-            return web.json_response({"error": "internal"}, status=500, headers=date)
+            return web.json_response(self.error_json(500), status=500, headers=date)
         if fault == RATE_LIMIT_SECONDS:
             headers = {**date, "Retry-After": str(RETRY_AFTER_SECONDS)}
-            return web.json_response({"error": "slow down"}, status=429, headers=headers)
+            return web.json_response(self.error_json(429), status=429, headers=headers)
         if fault == RATE_LIMIT_DATE:
             when = formatdate(self.clock() + RETRY_AFTER_SECONDS, usegmt=True)
             headers = {**date, "Retry-After": when}
-            return web.json_response({"error": "slow down"}, status=429, headers=headers)
+            return web.json_response(self.error_json(429), status=429, headers=headers)
         if fault == READ_TIMEOUT:
             await asyncio.sleep(self.read_delay)
         elif fault == RESET:
@@ -113,15 +125,24 @@ class FakeCRM:
                 text="<html>Bad Gateway</html>", status=200, headers=date, content_type="text/html"
             )
         elif fault == UNAUTHORIZED:
-            body = self.error_body or {"error": "invalid_token"}
+            # The vendor's envelope wins; a careless CRM's quote (error_body) rides along.
+            body = {**(self.error_body or {}), **self.error_json(401)}
             return web.json_response(body, status=401, headers=date)
         elif fault == FORBIDDEN:
-            return web.json_response({"error": "forbidden"}, status=403, headers=date)
-        return web.json_response(self.answer(seen), headers=date)
+            return web.json_response(self.error_json(403), status=403, headers=date)
+        answer = self.answer(seen)
+        if isinstance(answer, web.Response):
+            answer.headers.update(date)
+            return answer
+        return web.json_response(answer, headers=date)
 
     def answer(self, seen: Recorded) -> Any:
-        """The success body; CRM-specific fakes override this."""
+        """The success body (or a whole response); CRM-specific fakes override this."""
         return {"ok": True, "id": len(self.requests)}
+
+    def error_json(self, status: int) -> Any:
+        """The body of a 401/403/429/500; CRM-specific fakes answer in the vendor's envelope."""
+        return GENERIC_ERRORS[status]
 
     def delivered(self) -> Counter[str]:
         """Call keys the CRM received (a key counted twice was written twice)."""

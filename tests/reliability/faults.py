@@ -102,6 +102,7 @@ class Outcome:
     hours: float  # fake hours from the event to the final outcome
     min_gap: float | None  # shortest wait between two attempts (seconds, fake clock)
     bystander: tuple[str, int]  # the local adapter's (status, attempts)
+    cause: str = ""  # what the reasons must say: CAUSE[fault], or the vendor's words for it
 
 
 async def run(
@@ -175,6 +176,7 @@ async def run(
             round((victim.updated_at - START) / 3600, 2),
             round(min(gaps), 1) if gaps else None,
             (bystander.status, bystander.attempts),
+            fake.causes.get(fault, CAUSE[fault]),
         )
     finally:
         if hole:
@@ -185,7 +187,7 @@ async def run(
 
 
 def cause_named(outcome: Outcome) -> bool:
-    return any(CAUSE[outcome.fault] in r for r in outcome.reasons)
+    return any(outcome.cause in r for r in outcome.reasons)
 
 
 def _row(o: Outcome) -> str:

@@ -19,6 +19,7 @@ from bridge.receive import access
 from bridge.receive.webhook import THROTTLE
 from bridge.samples import sample
 from tests.conftest import TOKEN, WEBHOOK, rows
+from tests.reliability.crm_fakes import TEMPLATES
 from tests.reliability.fakes import UNAUTHORIZED
 from tests.reliability.process import ROOT, BridgeProcess, free_port, write_settings
 from tests.reliability.sizes import BIG
@@ -147,6 +148,7 @@ async def test_no_secret_in_any_log_answer_page_or_cli_output(tmp_path: Path) ->
         "storage": {"path": str(tmp_path / "bridge.db")},
         "delivery": {"retry_base_seconds": 0.05},
         "log": {"level": "DEBUG", "format": "json"},
+        "schedule": {"templates": TEMPLATES},
     }
     for target in CRM:
         tables[f"adapters.{target.name}"] = target.table(fakes[target.name].base_url)
