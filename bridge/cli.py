@@ -26,6 +26,7 @@ from bridge.samples import SAMPLES, sample
 from bridge.settings import Settings, SettingsError, load_settings
 from bridge.store.db import Database
 from bridge.store.outbox import STATUSES, Outbox
+from bridge.store.retention import prune
 
 TICK = (
     "Profile → Webhooks (Профиль → Веб-хуки): add the URL and tick «Завершился звонок» "
@@ -227,8 +228,12 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
             n = await outbox.retry_dead(None if args.all else args.ids)
             print(f"{n} dead job(s) are pending again")
         elif args.action == "purge":
-            n = await outbox.purge_done(args.older_than_days * 86400)
-            print(f"purged {n} done job(s) older than {args.older_than_days} day(s)")
+            # The same chunked pruning as the hourly retention run (short write locks).
+            deleted = await prune(db, time.time() - args.older_than_days * 86400)
+            print(
+                f"purged {deleted['jobs']} done job(s), {deleted['events']} event(s) and"
+                f" {deleted['crm_objects']} CRM id(s) older than {args.older_than_days} day(s)"
+            )
         return 0
 
     return asyncio.run(_with_db(settings, run))
@@ -321,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry = osub.add_parser("retry", help="send dead jobs back to pending")
     retry.add_argument("ids", type=int, nargs="*")
     retry.add_argument("--all", action="store_true")
-    purge = osub.add_parser("purge", help="delete old done jobs")
+    purge = osub.add_parser(
+        "purge", help="delete old done jobs, and events and CRM ids with nothing left to do"
+    )
     purge.add_argument("--older-than-days", type=float, default=30)
     outbox.set_defaults(fn=cmd_outbox)
 

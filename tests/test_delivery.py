@@ -336,3 +336,23 @@ async def test_metrics_and_health(make_settings, start_bridge):
     assert 'pbx_bridge_events_total{event="call_end",outcome="stored"} 1.0' in text
     assert 'pbx_bridge_events_total{event="-",outcome="rejected"} 1.0' in text
     assert "pbx_bridge_outbox_jobs" in text
+
+
+async def test_a_claim_that_cannot_read_its_jobs_leaves_them_pending(make_settings, monkeypatch):
+    settings = make_settings()
+    db = await Database.open(settings.storage.path)
+    writer = EventWriter(db, lambda event: [("hook", "log_call")])
+    payload = sample("call_end")
+    await writer.submit(IncomingEvent("onlinepbx.ru", payload["uuid"], "call_end", payload))
+    import bridge.store.outbox as outbox_module
+    from bridge.store.db import StorageError
+
+    # The read half of the claim fails (as on an I/O error): the whole claim rolls back.
+    monkeypatch.setattr(outbox_module, "_JOB_COLUMNS", "j.no_such_column")
+    with pytest.raises(StorageError):
+        await Outbox(db).claim("hook", 10)
+    monkeypatch.undo()
+    assert await rows(settings, "SELECT status, attempts FROM jobs") == [("pending", 0)]
+    [job] = await Outbox(db).claim("hook", 10)
+    assert job.status == "running" and job.attempts == 1
+    await db.close()

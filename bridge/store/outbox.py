@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.db import Database
+from bridge.store.db import Database, in_transaction
 
 PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
 STATUSES = (PENDING, RUNNING, DONE, DEAD)
@@ -64,23 +65,30 @@ class Outbox:
         return len(rows)
 
     async def claim(self, adapter: str, limit: int) -> list[Job]:
+        """Mark up to ``limit`` due jobs running and return them, in one transaction (a job
+        is never left 'running' without its worker having it)."""
         now = self._clock()
-        rows = await self._db.write(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?"
-            " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND adapter = ?"
-            " AND due_at <= ? ORDER BY due_at, id LIMIT ?) RETURNING id",
-            (now, adapter, now, limit),
-        )
-        if not rows:
-            return []
-        ids = [r[0] for r in rows]
-        marks = ",".join("?" * len(ids))
-        found = await self._db.fetchall(
-            f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id"
-            f" WHERE j.id IN ({marks}) ORDER BY j.due_at, j.id",
-            ids,
-        )
-        return [Job.from_row(r) for r in found]
+
+        def claim(conn: sqlite3.Connection) -> list[Job]:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?"
+                    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND adapter = ?"
+                    " AND due_at <= ? ORDER BY due_at, id LIMIT ?) RETURNING id",
+                    (now, adapter, now, limit),
+                ).fetchall()
+            ]
+            if not ids:
+                return []
+            found = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id"
+                f" WHERE j.id IN ({','.join('?' * len(ids))}) ORDER BY j.due_at, j.id",
+                ids,
+            ).fetchall()
+            return [Job.from_row(r) for r in found]
+
+        return await self._db.run(in_transaction(claim))
 
     async def next_due(self, adapter: str) -> float | None:
         row = await self._db.fetchone(
@@ -160,11 +168,3 @@ class Outbox:
             sql += f" AND id IN ({','.join('?' * len(job_ids))})"
             params += job_ids
         return len(await self._db.write(sql + " RETURNING id", params))
-
-    async def purge_done(self, older_than_seconds: float) -> int:
-        """Delete done jobs older than the cut-off (events stay: they guard against dups)."""
-        cutoff = self._clock() - older_than_seconds
-        rows = await self._db.write(
-            "DELETE FROM jobs WHERE status = 'done' AND updated_at < ? RETURNING id", (cutoff,)
-        )
-        return len(rows)
