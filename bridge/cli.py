@@ -1,4 +1,5 @@
-"""``pbx-bridge``: serve, check, outbox, send-sample, calls, tasks, webhook-url, backfill."""
+"""``pbx-bridge``: serve, check, outbox, send-sample, calls, tasks, webhook-url, backfill,
+migrate."""
 
 from __future__ import annotations
 
@@ -24,9 +25,8 @@ from bridge.redact import REDACTOR
 from bridge.registry import configured
 from bridge.samples import SAMPLES, sample
 from bridge.settings import Settings, SettingsError, load_settings
-from bridge.store.db import Database
-from bridge.store.outbox import STATUSES, Outbox
-from bridge.store.retention import prune
+from bridge.store import STATUSES, Outbox, Storage, StorageError, open_storage, prune
+from bridge.store.migrations import LATEST
 
 TICK = (
     "Profile → Webhooks (Профиль → Веб-хуки): add the URL and tick «Завершился звонок» "
@@ -64,10 +64,12 @@ def webhook_url(settings: Settings, token: str) -> str:
     return public_base(settings) + WEBHOOK_PATH.format(token=token)
 
 
-async def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[int]]) -> int:
-    db = await Database.open(
-        settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms
-    )
+async def _with_db(settings: Settings, fn: Callable[[Storage], Awaitable[int]]) -> int:
+    try:
+        db = await open_storage(settings.storage)
+    except StorageError as exc:
+        print(f"pbx-bridge: {exc}", file=sys.stderr)
+        return 1
     try:
         return await fn(db)
     finally:
@@ -102,19 +104,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(banner)
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
+        )
+    except StorageError as exc:  # a second serve on one SQLite file, an unreachable server…
+        print(f"pbx-bridge: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_webhook_url(settings: Settings, args: argparse.Namespace) -> int:
-    async def run(db: Database) -> int:
+    async def run(db: Storage) -> int:
         token, _ = await webhook_token(db, settings)
         print(webhook_url(settings, token))
         return 0
@@ -147,7 +153,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     print("Settings are valid:")
     print(json.dumps(dumped, ensure_ascii=False, indent=2, default=str))
 
-    async def run(db: Database) -> int:
+    async def run(db: Storage) -> int:
         failures = 0
         for item in adapters:
             adapter = build_adapter(item, settings, db, Metrics())
@@ -204,7 +210,7 @@ def _job_row(job: Any) -> dict[str, Any]:
 
 
 def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
-    async def run(db: Database) -> int:
+    async def run(db: Storage) -> int:
         outbox = Outbox(db)
         if args.action == "stats":
             counts = await outbox.counts()
@@ -246,7 +252,7 @@ def cmd_list_local(kind: str) -> Callable[[Settings, argparse.Namespace], int]:
     def command(settings: Settings, args: argparse.Namespace) -> int:
         from adapters.local import list_calls, list_tasks
 
-        async def run(db: Database) -> int:
+        async def run(db: Storage) -> int:
             if kind == "calls":
                 rows = await list_calls(db, args.limit)
                 columns = (
@@ -287,6 +293,20 @@ def cmd_send_sample(settings: Settings | None, args: argparse.Namespace) -> int:
     print(f"HTTP {response.status_code} {response.text}")
     print(f"sent {args.event} uuid={body['uuid']}")
     return 0 if response.is_success else 1
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Bring the database to the latest schema (serve does it too, at start), and say so."""
+
+    async def run(db: Storage) -> int:
+        before, after = db.migrated
+        if before == after:
+            print(f"{db.where}: schema version {after}, up to date")
+        else:
+            print(f"{db.where}: migrated from schema version {before} to {after}")
+        return 0
+
+    return asyncio.run(_with_db(settings, run))
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -339,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=cmd_list_local(kind))
 
     onlinepbx.add_parser(sub).set_defaults(fn=cmd_backfill)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help=f"apply the pending schema migrations (latest: {LATEST}); serve also does at start",
+    )
+    migrate.set_defaults(fn=cmd_migrate)
 
     send = sub.add_parser("send-sample", help="post a vendor-shaped onlinePBX event")
     send.add_argument("event", choices=sorted(SAMPLES))

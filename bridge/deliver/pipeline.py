@@ -24,9 +24,7 @@ from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
 from bridge.schedule import due_time
 from bridge.settings import ScheduleSettings
-from bridge.store.db import Database
-from bridge.store.outbox import Job
-from bridge.store.state import CallState
+from bridge.store import CallState, Job, Storage
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
@@ -44,7 +42,7 @@ class Pipeline:
         adapter: Adapter,
         settings: AdapterSettings,
         *,
-        db: Database,
+        storage: Storage,
         parser: NumberParser,
         texts: Texts,
         schedule: ScheduleSettings,
@@ -54,7 +52,7 @@ class Pipeline:
         self.name = name
         self.adapter = adapter
         self.settings = settings
-        self._db = db
+        self._storage = storage
         self._parser = parser
         self._texts = texts
         self._schedule = schedule
@@ -88,7 +86,7 @@ class Pipeline:
         reason = self.skip_reason(call, job.action)
         if reason:
             return SKIPPED + reason
-        state = CallState(self._db, self.name, f"{call.domain}/{call.uuid}", self._clock)
+        state = CallState(self._storage, self.name, f"{call.domain}/{call.uuid}", self._clock)
         already = await state.get(job.action)
         if already is not None:
             return already
