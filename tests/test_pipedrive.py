@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.pipedrive import PipedriveAdapter, PipedriveSettings
+from adapters.pipedrive.adapter import PipedriveAdapter
+from adapters.pipedrive.settings import PipedriveSettings
 from bridge.adapter import Permanent
 from bridge.samples import sample
+from bridge.settings import SettingsError
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
 from tests.fakes.pipedrive import (
@@ -295,10 +297,11 @@ async def test_activity_goes_to_the_person_owner(open_harness, no_unmocked_http,
 
 
 async def test_a_non_numeric_user_id_is_a_config_error(open_harness, no_unmocked_http, clock):
-    no_unmocked_http.get(SEARCH).mock(return_value=search_answer())
-    h = await open_harness(default_user="anna@example.com")
-    job = await h.deliver(sample("call_end", uuid="p-badid", now=clock()))
-    assert job.status == "dead" and "not a number" in (job.last_error or "")
+    # Refused when the settings load (so `check` fails fast), not by every job later.
+    with pytest.raises(SettingsError, match="not a number: default_user = 'anna@example.com'"):
+        await open_harness(default_user="anna@example.com")
+    with pytest.raises(SettingsError, match=r"users\.101 = 'anna'"):
+        await open_harness(users={"101": "anna"})
 
 
 # -- idempotency ----------------------------------------------------------------------------
