@@ -10,7 +10,7 @@ MANIFEST = Manifest(
     idempotency_key="webhook-id",  # stable per call and kind: the receiver drops a repeat
     capabilities=frozenset({"log_call", "create_task", "check"}),
     docs="docs/HTTP_ADAPTER.md",
-    fake="adapters.http.fake:HttpReceiver",
-    fake_table="adapters.http.fake:table",
+    fake="tests.reliability.fakes:HttpReceiver",
+    fake_table="tests.reliability.targets:_http_table",
     fake_secrets=("secret",),
 )

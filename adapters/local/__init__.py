@@ -12,11 +12,3 @@ MANIFEST = Manifest(
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/local.md",
 )
-
-
-def __getattr__(name: str):  # the CLI's `calls` / `tasks` read the adapter's tables
-    if name in ("list_calls", "list_tasks"):
-        from adapters.local import adapter
-
-        return getattr(adapter, name)
-    raise AttributeError(name)

@@ -142,6 +142,16 @@ class LocalAdapter(Adapter):
         )
         return f"task:{rows[0][0]}"
 
+    @staticmethod
+    async def list_calls(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge calls`` shows."""
+        return await list_calls(db, limit)
+
+    @staticmethod
+    async def list_tasks(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge tasks`` shows."""
+        return await list_tasks(db, limit)
+
     async def check(self) -> CheckResult:
         await self.setup()
         row = await self._db.fetchone("SELECT COUNT(*) FROM local_calls")

@@ -15,7 +15,7 @@ MANIFEST = Manifest(
     idempotency_key=None,  # no idempotency key on call logs or activities
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/pipedrive.md",
-    fake="adapters.pipedrive.fake:FakePipedrive",
-    fake_table="adapters.pipedrive.fake:table",
+    fake="tests.reliability.crm_fakes:FakePipedrive",
+    fake_table="tests.reliability.targets:_pipedrive_table",
     fake_secrets=("api_token",),
 )
