@@ -134,10 +134,8 @@ def _summary(total: Tally, dry_run: bool) -> None:
         print("queued calls are delivered by `pbx-bridge serve` (within a minute if it runs)")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "backfill", help="recover calls of a past range from onlinePBX's call history"
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``pbx-bridge backfill`` (the subcommand is made in bridge/cli/backfill.py)."""
     p.add_argument("--since", required=True, help="YYYY-MM-DD[THH:MM], schedule time zone")
     p.add_argument("--until", help="end of the range (default: now)")
     p.add_argument("--dry-run", action="store_true", help="count, queue nothing")
@@ -147,4 +145,3 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # t
         action="store_true",
         help="allow a range older than storage.retention_days (may deliver calls again)",
     )
-    return p
