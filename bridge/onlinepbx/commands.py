@@ -72,10 +72,10 @@ async def backfill(settings: Settings, db: Database, args: argparse.Namespace) -
         print("--since must be before --until", file=sys.stderr)
         return 2
     kept_from = time.time() - settings.storage.retention_days * 86400
-    if since < kept_from and not args.force:
+    if since < kept_from and not (args.dry_run or getattr(args, "force", False)):
         # Older events (and the rows that deduplicate them) are pruned: their calls would be
         # taken as new and delivered to CRMs that may have them already.
-        print(
+        print(  # a dry run queues nothing, so it may count such a range
             f"--since is before what the bridge remembers: storage.retention_days ="
             f" {settings.storage.retention_days:g} keeps events from {_when(int(kept_from), zone)};"
             " calls before that were pruned and would be delivered again (the CRM may have"

@@ -166,7 +166,7 @@ def test_backfill_older_than_retention_is_refused_without_force(
             "onlinepbx": {"domain": "pbx.example.com", "api_key": "k" * 20},
         },
     )
-    code = main(["--config", str(config), "backfill", "--since", "2001-01-01", "--dry-run"])
+    code = main(["--config", str(config), "backfill", "--since", "2001-01-01"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert "retention_days" in err and "--force" in err
