@@ -39,7 +39,7 @@ def package_version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pbx-bridge", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="pbx-bridge", description=DESCRIPTION, allow_abbrev=False)
     config_options(parser, top_level=True)
     parser.add_argument("--version", action="version", version=f"pbx-bridge {package_version()}")
     commands = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))

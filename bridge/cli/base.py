@@ -55,6 +55,9 @@ class Commands:
         ``needs_settings=False`` commands get ``settings=None`` when no settings could be
         loaded (they still get them when a file is given or found).
         """
+        # No abbreviations: `--older-than 3` must not silently mean `--older-than-days`, and a
+        # new option must not change what an abbreviation in someone's script means.
+        kwargs.setdefault("allow_abbrev", False)
         parser = self._action.add_parser(name, help=help, description=help, **kwargs)
         config_options(parser, top_level=False)
         if run is not None:
