@@ -130,6 +130,9 @@ class LogSettings(_Table):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+ADMIN_MIN_PASSWORD = 8
+
+
 class AdminSettings(_Table):
     """The browser console at ``/admin/``: off (404) unless a password or its hash is set."""
 
@@ -140,8 +143,8 @@ class AdminSettings(_Table):
     @field_validator("password")
     @classmethod
     def _password_strength(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and len(v.get_secret_value()) < 8:
-            raise ValueError("must be at least 8 characters")
+        if v is not None and len(v.get_secret_value()) < ADMIN_MIN_PASSWORD:
+            raise ValueError(f"must be at least {ADMIN_MIN_PASSWORD} characters")
         return v
 
     @field_validator("password_hash")

@@ -20,11 +20,11 @@ import secrets
 import time
 from collections.abc import Callable
 
-from bridge.settings import AdminSettings
+from bridge.settings import ADMIN_MIN_PASSWORD, AdminSettings
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
-MIN_PASSWORD = 8
+MIN_PASSWORD = ADMIN_MIN_PASSWORD
 
 
 def _b64(data: bytes) -> str:

@@ -246,23 +246,19 @@ async def search_calls(
     limit: int = 50,
 ) -> list[CallRow]:
     """Recent calls, newest first, by a number's digits, a uuid, and/or a time range."""
-    where, params = [], []
+    conditions: list[tuple[str, tuple[Any, ...]]] = []
     if since is not None:
-        where.append("id >= ?")
-        params.append(await first_event_since(db, since))
+        conditions.append(("id >= ?", (await first_event_since(db, since),)))
     if until is not None:
-        where.append("id < ?")
-        params.append(await first_event_since(db, until))
+        conditions.append(("id < ?", (await first_event_since(db, until),)))
     if uuid and number_tail:
-        where.append("(uuid = ? OR instr(payload, ?) > 0)")
-        params += [uuid, number_tail]
+        conditions.append(("(uuid = ? OR instr(payload, ?) > 0)", (uuid, number_tail)))
     elif uuid:
-        where.append("uuid = ?")
-        params.append(uuid)
+        conditions.append(("uuid = ?", (uuid,)))
     elif number_tail:
-        where.append("instr(payload, ?) > 0")
-        params.append(number_tail)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+        conditions.append(("instr(payload, ?) > 0", (number_tail,)))
+    clause = ("WHERE " + " AND ".join(c for c, _ in conditions)) if conditions else ""
+    params = [value for _, values in conditions for value in values]
     rows = await db.fetchall(
         f"SELECT id, domain, uuid, event, payload, received_at FROM events {clause}"
         " ORDER BY id DESC LIMIT ?",
@@ -385,12 +381,12 @@ async def retry_job(db: Database, job_id: int, now: float) -> int:
 
 
 async def retry_adapter(db: Database, adapter: str, now: float) -> int:
-    rows = await db.write(
-        "UPDATE jobs SET status = 'pending', due_at = ?, attempts = 0, updated_at = ?"
-        " WHERE status = ? AND adapter = ? RETURNING id",
-        (now, now, DEAD, adapter),
+    rows = await db.fetchall(
+        "SELECT id FROM jobs WHERE status = ? AND adapter = ?", (DEAD, adapter)
     )
-    return len(rows)
+    if not rows:
+        return 0
+    return await Outbox(db, lambda: now).retry_dead([r[0] for r in rows])
 
 
 # --- alerts -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from bridge.admin.session import (
 )
 from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, SETTINGS, TOKEN
 from bridge.phones import NumberParser, Phone
-from bridge.redact import REDACTOR
+from bridge.redact import REDACTOR, redact_tree
 from bridge.registry import configured
 from bridge.samples import sample
 from bridge.store.outbox import DEAD, STATUSES, Job
@@ -346,19 +346,11 @@ def masked_settings(request: web.Request) -> dict[str, Any]:
     for item in items:
         REDACTOR.add(*item.settings.secrets())
 
-    def mask(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: mask(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [mask(v) for v in value]
-        if isinstance(value, str):
-            return "***" if set(value) == {"*"} else REDACTOR(value)
-        return value
-
-    data = mask(settings.model_dump(mode="json", exclude={"adapters"}, by_alias=True))
+    # SecretStr fields dump as "**********"; known secrets inside other strings become ***.
+    data = redact_tree(settings.model_dump(mode="json", exclude={"adapters"}, by_alias=True))
     if settings.admin.password_hash:
         data["admin"]["password_hash"] = "***"
-    data["adapters"] = {i.name: mask(i.settings.model_dump(mode="json")) for i in items}
+    data["adapters"] = {i.name: redact_tree(i.settings.model_dump(mode="json")) for i in items}
     return data
 
 
