@@ -27,11 +27,9 @@ def cmd_admin_password(settings: None, args: argparse.Namespace) -> int:
     return 0
 
 
+HELP = "make the [admin] password_hash that turns the /admin/ console on"
+
+
 def register(commands: Commands) -> None:
-    p = commands.add(
-        "admin-password",
-        cmd_admin_password,
-        help="make the [admin] password_hash that turns the /admin/ console on",
-        needs_settings=False,
-    )
+    p = commands.add("admin-password", cmd_admin_password, help=HELP, needs_settings=False)
     p.add_argument("--stdin", action="store_true", help="read the password from standard input")
