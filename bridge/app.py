@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from bridge.admin import PREFIX as ADMIN_PREFIX
+from bridge.admin import Intake, admin_app, intake_ctx
 from bridge.deliver.service import Delivery, job_planner
-from bridge.keys import CLOCK, DB, DELIVERY, LINKS, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, LINKS, METRICS, SETTINGS, TOKEN, WRITER
 from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
@@ -95,12 +97,20 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database takes writes and the last event commit did not fail: after a
+    failed one, only an event-shaped probe commit (or the next event) turns it green."""
     checks: dict[str, str] = {}
+    db, writer = request.app[DB], request.app[WRITER]
     try:
-        await request.app[DB].ping_write(request.app[CLOCK]())
+        if writer.last_error is None:
+            await db.ping_write(request.app[CLOCK]())
+        else:
+            await db.probe_event_write(request.app[CLOCK]())
+            writer.last_error = None
         checks["database"] = "writable"
     except StorageError as exc:
-        checks["database"] = f"not writable: {REDACTOR(str(exc))}"
+        failed = writer.last_error or str(exc)
+        checks["database"] = f"not writable: {REDACTOR(failed)}"
     delivery = request.app[DELIVERY]
     checks["workers"] = "alive" if delivery.alive else "stopped"
     ok = checks["database"] == "writable" and delivery.alive
@@ -148,7 +158,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[METRICS] = Metrics()
     app[ADAPTERS] = configured(settings.adapters)
     app[THROTTLE] = BadTokenThrottle()
+    app[INTAKE] = Intake(clock)
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(intake_ctx)
     app.cleanup_ctx.append(recordings_ctx)
     app.cleanup_ctx.append(_delivery)
     app.cleanup_ctx.append(sweep_ctx)
@@ -158,4 +170,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get(RECORDING_ROUTE, handle_recording)
+    if settings.admin.enabled:  # otherwise every /admin/ URL is a plain 404
+        app.add_subapp(ADMIN_PREFIX, admin_app(settings))
     return app

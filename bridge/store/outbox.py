@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from bridge.store.ports import Storage
 
 PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
+# A job booked more than this far in our future was booked by a clock that was ahead (a bad
+# NTP step, set right since): it is due now rather than after the jump. The backoff never
+# books further ahead than a day (Backoff.MAX_RETRY_AFTER), and a booking moment after "now"
+# is the other mark of such a clock.
+CLOCK_SLACK = 300.0
+MAX_DUE_AHEAD = 86_400.0 + CLOCK_SLACK
 STATUSES = (PENDING, RUNNING, DONE, DEAD)
 
 
@@ -69,7 +75,7 @@ class Outbox:
         return await self.storage.renew(job_ids, self._clock())
 
     async def next_due(self, adapter: str) -> float | None:
-        return await self.storage.next_due(adapter)
+        return await self.storage.next_due(adapter, self._clock())
 
     async def mark_done(self, job_id: int, result: str | None) -> bool:
         return await self.storage.book(job_id, DONE, self._clock(), result=result)

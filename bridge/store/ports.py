@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from bridge.adapter.locks import ProcessLocks
     from bridge.store.events import IncomingEvent, Stored
     from bridge.store.outbox import Job
 
@@ -79,6 +80,15 @@ class Storage(ABC):
     @abstractmethod
     async def ping_write(self, now: float) -> None:
         """Prove a commit reaches the database now (for /readyz); StorageError if not."""
+
+    @abstractmethod
+    async def probe_event_write(self, now: float) -> None:
+        """Prove an event-sized commit goes through now (a row put into ``events`` and taken
+        out in one transaction): after a failed event commit only this says events fit again."""
+
+    @abstractmethod
+    async def newest_event_at(self) -> float | None:
+        """``received_at`` of the newest stored event (retention never prunes past it)."""
 
     @property
     def last_commit_failed(self) -> bool:
@@ -146,7 +156,8 @@ class Storage(ABC):
         under a live lease, also another replica's, is never touched."""
 
     @abstractmethod
-    async def next_due(self, adapter: str) -> float | None: ...
+    async def next_due(self, adapter: str, now: float) -> float | None:
+        """When the adapter's next pending job is due (now for one a clock ahead booked)."""
 
     @abstractmethod
     async def job_counts(self) -> dict[str, dict[str, int]]:
@@ -219,10 +230,16 @@ class Storage(ABC):
 
     # --- once across replicas -------------------------------------------------------------
 
+    @property
     @abstractmethod
+    def locks(self) -> ProcessLocks:
+        """Named exclusive locks shared by every process on this storage, in the adapter
+        SDK's shape (``hold(name, wait)``; the OAuth refresh takes one)."""
+
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """An exclusive lock held across every process on this storage while the block
         runs (an OAuth refresh, an onlinePBX login). Waits for the holder."""
+        return self.locks.hold(name)
 
     @abstractmethod
     async def try_lead(self, name: str) -> bool:

@@ -36,11 +36,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import structlog
 
+from bridge.adapter.locks import DEFAULT_WAIT, LockTimeout
 from bridge.store import migrations
+from bridge.store.db import PROBE_PAYLOAD
 from bridge.store.events import IncomingEvent, Stored
 from bridge.store.outbox import Job
 from bridge.store.ports import PlannedJobs, Storage, StorageError
-from bridge.store.tables import JOB_COLUMNS, LOCAL, by_adapter
+from bridge.store.state import call_key
+from bridge.store.tables import DUE, JOB_COLUMNS, LOCAL, by_adapter
 
 log = structlog.get_logger("bridge.store")
 
@@ -83,6 +86,30 @@ def lock_key(schema: str, name: str) -> int:
 def _count(status: str) -> int:
     """Rows touched, from asyncpg's command status ("UPDATE 3")."""
     return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0
+
+
+class AdvisoryLocks:
+    """:class:`bridge.adapter.locks.ProcessLocks` on session advisory locks: held on a pooled
+    connection for the block; a replica that dies releases them with its session."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._storage = storage
+
+    @asynccontextmanager
+    async def hold(self, name: str, wait: float = DEFAULT_WAIT) -> AsyncIterator[None]:
+        key = lock_key(self._storage.schema, name)
+        async with self._storage._conn() as conn:
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1)", key, timeout=wait)
+            except TimeoutError:
+                raise LockTimeout(f"lock {name!r} held elsewhere for {wait:.0f} s") from None
+            try:
+                yield
+            finally:
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                except _DOWN:  # never hand a connection holding the lock back to the pool
+                    conn.terminate()
 
 
 class PostgresStorage(Storage):
@@ -200,6 +227,21 @@ class PostgresStorage(Storage):
     async def ping_write(self, now: float) -> None:
         await self.put_meta("heartbeat", repr(now))
 
+    async def probe_event_write(self, now: float) -> None:
+        async with self._tx() as conn:
+            row_id = await conn.fetchval(
+                "INSERT INTO events (domain, uuid, event, payload, received_at)"
+                " VALUES ('', $1, 'readyz_probe', $2, $3) RETURNING id",
+                f"readyz-probe-{now!r}-{self.owner}",
+                PROBE_PAYLOAD,
+                now,
+            )
+            await conn.execute("DELETE FROM events WHERE id = $1", row_id)
+
+    async def newest_event_at(self) -> float | None:
+        async with self._conn() as conn:
+            return await conn.fetchval("SELECT received_at FROM events ORDER BY id DESC LIMIT 1")
+
     # --- events -------------------------------------------------------------------------
 
     async def append(
@@ -278,7 +320,8 @@ class PostgresStorage(Storage):
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "WITH picked AS (SELECT id FROM jobs WHERE status = 'pending' AND adapter = $1"
-                " AND due_at <= $2 ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),"
+                f" AND {DUE.format(now='$2')} ORDER BY due_at, id LIMIT $3"
+                " FOR UPDATE SKIP LOCKED),"
                 " j AS (UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1,"
                 " updated_at = $2, lease_owner = $4, lease_expires = $5"
                 " FROM picked WHERE jobs.id = picked.id RETURNING jobs.*)"
@@ -346,10 +389,13 @@ class PostgresStorage(Storage):
             )
         return _count(status)
 
-    async def next_due(self, adapter: str) -> float | None:
+    async def next_due(self, adapter: str, now: float) -> float | None:
         async with self._conn() as conn:
             return await conn.fetchval(
-                "SELECT MIN(due_at) FROM jobs WHERE status = 'pending' AND adapter = $1", adapter
+                f"SELECT MIN(CASE WHEN {DUE.format(now='$2')} THEN LEAST(due_at, $2)"
+                " ELSE due_at END) FROM jobs WHERE status = 'pending' AND adapter = $1",
+                adapter,
+                now,
             )
 
     async def job_counts(self) -> dict[str, dict[str, int]]:
@@ -517,18 +563,9 @@ class PostgresStorage(Storage):
 
     # --- locks, leads, rates ------------------------------------------------------------
 
-    @asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
-        key = lock_key(self.schema, name)
-        async with self._conn() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", key)
-            try:
-                yield
-            finally:
-                try:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
-                except _DOWN:  # never hand a connection holding the lock back to the pool
-                    conn.terminate()
+    @property
+    def locks(self) -> AdvisoryLocks:
+        return AdvisoryLocks(self)
 
     async def _lead_connection(self) -> asyncpg.Connection:
         conn = self._lead_conn
@@ -666,9 +703,10 @@ class PostgresStorage(Storage):
                 calls = sorted({(r[0], r[1]) for r in gone})
                 if calls:
                     status = await conn.execute(
-                        "DELETE FROM crm_objects c USING unnest($1::text[], $2::text[]) AS t (d, u)"
-                        " WHERE c.call_key = t.d || '/' || t.u"
+                        "DELETE FROM crm_objects c USING unnest($1::text[], $2::text[],"
+                        " $3::text[]) AS t (k, d, u) WHERE c.call_key = t.k"
                         " AND NOT EXISTS (SELECT 1 FROM events WHERE domain = t.d AND uuid = t.u)",
+                        [call_key(d, u) for d, u in calls],
                         [d for d, _ in calls],
                         [u for _, u in calls],
                     )

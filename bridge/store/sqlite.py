@@ -12,36 +12,25 @@ one process there is one server, so every lead (:meth:`try_lead`) is simply take
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bridge.adapter.locks import FileLocks
 from bridge.store.db import Database, in_transaction
 from bridge.store.events import IncomingEvent, Stored
 from bridge.store.outbox import RUNNING, Job
 from bridge.store.ports import PlannedJobs, Storage, StorageBusy, StorageError
-from bridge.store.tables import JOB_COLUMNS, LOCAL, by_adapter
+from bridge.store.state import call_key
+from bridge.store.tables import DUE, JOB_COLUMNS, LOCAL, by_adapter
 
 MAX_BATCH = 400  # rows per multi-row INSERT, well under SQLite's variable limit
-
-# In-process half of :meth:`SQLiteStorage.lock`, per lock file and name: POSIX locks never
-# exclude the process that holds them, so two storages on one file in one process (the CLI
-# inside tests, a harness) wait on this.
-_LOCAL_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
-
-
-def lock_offset(name: str) -> int:
-    """A stable byte of the lock file for ``name`` (byte 0 is never used)."""
-    return 1 + int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big")
 
 
 class SQLiteStorage(Storage):
@@ -55,6 +44,9 @@ class SQLiteStorage(Storage):
         self._lock_fd: int | None = None
         self._instance = False
         self._leads: set[str] = set()
+        # flock files in <db>.locks/: exclusive across processes and across storages in one
+        # process, released when a process dies, and waited for without blocking the loop.
+        self._file_locks = FileLocks.beside(db.path)
 
     @classmethod
     async def open(
@@ -101,6 +93,13 @@ class SQLiteStorage(Storage):
 
     async def ping_write(self, now: float) -> None:
         await self.db.ping_write(now)
+
+    async def probe_event_write(self, now: float) -> None:
+        await self.db.probe_event_write(now)
+
+    async def newest_event_at(self) -> float | None:
+        row = await self.db.fetchone("SELECT received_at FROM events ORDER BY id DESC LIMIT 1")
+        return None if row is None else row[0]
 
     # --- events -------------------------------------------------------------------------
 
@@ -174,11 +173,18 @@ class SQLiteStorage(Storage):
             ids = [
                 r[0]
                 for r in conn.execute(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?,"
-                    " lease_owner = ?, lease_expires = ?"
-                    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND adapter = ?"
-                    " AND due_at <= ? ORDER BY due_at, id LIMIT ?) RETURNING id",
-                    (now, self.owner, until, adapter, now, limit),
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+                    " updated_at = :now, lease_owner = :owner, lease_expires = :until"
+                    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending'"
+                    f" AND adapter = :adapter AND {DUE.format(now=':now')}"
+                    " ORDER BY due_at, id LIMIT :limit) RETURNING id",
+                    {
+                        "now": now,
+                        "owner": self.owner,
+                        "until": until,
+                        "adapter": adapter,
+                        "limit": limit,
+                    },
                 ).fetchall()
             ]
             if not ids:
@@ -233,9 +239,11 @@ class SQLiteStorage(Storage):
             params.append(adapter)
         return len(await self.db.write(sql + " RETURNING id", params))
 
-    async def next_due(self, adapter: str) -> float | None:
+    async def next_due(self, adapter: str, now: float) -> float | None:
         row = await self.db.fetchone(
-            "SELECT MIN(due_at) FROM jobs WHERE status = 'pending' AND adapter = ?", (adapter,)
+            f"SELECT MIN(CASE WHEN {DUE.format(now=':now')} THEN MIN(due_at, :now)"
+            " ELSE due_at END) FROM jobs WHERE status = 'pending' AND adapter = :adapter",
+            {"now": now, "adapter": adapter},
         )
         return None if row is None else row[0]
 
@@ -366,18 +374,9 @@ class SQLiteStorage(Storage):
 
     # --- locks, leads, rates ------------------------------------------------------------
 
-    @asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
-        local = _LOCAL_LOCKS.setdefault((str(self._lock_path), name), asyncio.Lock())
-        async with local:  # POSIX locks never exclude the process that holds them
-            fd, offset = self._fd(), lock_offset(name)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, partial(fcntl.lockf, fd, fcntl.LOCK_EX, 1, offset))
-            try:
-                yield
-            finally:
-                with contextlib.suppress(OSError):
-                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+    @property
+    def locks(self) -> FileLocks:
+        return self._file_locks
 
     async def try_lead(self, name: str) -> bool:
         self._leads.add(name)  # one server per file: it leads everything
@@ -459,7 +458,7 @@ def _events(
         objects += conn.execute(
             "DELETE FROM crm_objects WHERE call_key = ?"
             " AND NOT EXISTS (SELECT 1 FROM events WHERE domain = ? AND uuid = ?)",
-            (f"{domain}/{uuid}", domain, uuid),
+            (call_key(domain, uuid), domain, uuid),
         ).rowcount
     return len(gone), objects, first[0] + chunk - 1
 

@@ -15,7 +15,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bridge.adapter.locks import ProcessLocks
     from bridge.store.ports import Storage
+
+
+def call_key(domain: str, uuid: str) -> str:
+    """The one key of a call's CRM ids: the event's stored (normalised) domain and uuid, as
+    deduplication and retention use them, never the payload's raw spelling."""
+    return f"{domain}/{uuid}"
 
 
 class CallState:
@@ -52,6 +59,11 @@ class AdapterState:
 
     async def put(self, key: str, value: str) -> None:
         await self._storage.put_adapter_value(self._adapter, key, value, self._clock())
+
+    @property
+    def locks(self) -> ProcessLocks:
+        """The storage's cross-process locks (the OAuth refresh holds one)."""
+        return self._storage.locks
 
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """Held by one process at a time across every replica (e.g. ``lock("oauth")``)."""

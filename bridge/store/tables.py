@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.store.outbox import STATUSES
+from bridge.store.outbox import CLOCK_SLACK, MAX_DUE_AHEAD, STATUSES
+
+# Pending and due: on time, or booked by a clock ahead of ours (either sign of it; see
+# outbox.CLOCK_SLACK). ``{now}`` is the backend's placeholder for the current time.
+DUE = (
+    "(due_at <= {now} OR due_at > {now} + "
+    + repr(MAX_DUE_AHEAD)
+    + " OR updated_at > {now} + "
+    + repr(CLOCK_SLACK)
+    + ")"
+)
 
 JOB_COLUMNS = (
     "j.id, j.event_id, j.adapter, j.action, j.status, j.attempts, j.due_at, j.created_at,"

@@ -1,7 +1,9 @@
 """``local``: call logs and follow-up tasks kept in the bridge's own database.
 
 The embedded default: it needs no CRM account, and ``pbx-bridge calls`` / ``pbx-bridge tasks``
-list what it wrote. Also a reference for adapter authors: the whole contract, no HTTP.
+list what it wrote. Also a reference for adapter authors: the whole contract, no HTTP. Its
+tables are the storage's (``local_*``, created by the migrations) and it reaches them through
+``ctx.records``, never a connection.
 """
 
 from __future__ import annotations
@@ -9,18 +11,21 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Any
 
-from bridge.adapter import Adapter, AdapterSettings, CallLog, CheckResult, Contact, FollowUp
-from bridge.call import Call
+from bridge.adapter import (
+    Adapter,
+    AdapterSettings,
+    CallLog,
+    CheckResult,
+    Contact,
+    FollowUp,
+    NewContact,
+)
 from bridge.phones import Phone
 from bridge.store import LocalRecords, Storage
 
 
 class LocalSettings(AdapterSettings):
     rate_limit: float = 0.0  # no remote service to protect
-
-
-def _key(call: Call) -> str:
-    return f"{call.domain}/{call.uuid}"
 
 
 class LocalAdapter(Adapter):
@@ -34,10 +39,13 @@ class LocalAdapter(Adapter):
         row = await self._records.contact(phone.e164)
         return None if row is None else Contact(row["id"], row["name"], row["owner_id"])
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        name = self.ctx.texts.render("contact_name", call)
+    async def create_contact(self, new: NewContact) -> Contact:
         row = await self._records.add_contact(
-            uuidlib.uuid4().hex[:12], phone.e164, name, owner_id, call.ended_at.isoformat()
+            uuidlib.uuid4().hex[:12],
+            new.phone.e164,
+            new.name,
+            new.owner_id,
+            new.call.ended_at.isoformat(),
         )
         return Contact(row["id"], row["name"], row["owner_id"])
 
@@ -46,10 +54,10 @@ class LocalAdapter(Adapter):
         row_id = await self._records.add(
             "calls",
             {
-                "call_key": _key(c),
+                "call_key": c.key,
                 "uuid": c.uuid,
                 "direction": c.direction,
-                "client": c.client.e164 if c.client else c.client_raw,
+                "client": c.client_number,
                 "extension": c.extension,
                 "line": c.gateway,
                 "started_at": c.started_at.isoformat(),
@@ -68,9 +76,9 @@ class LocalAdapter(Adapter):
         row_id = await self._records.add(
             "tasks",
             {
-                "call_key": _key(c),
+                "call_key": c.key,
                 "uuid": c.uuid,
-                "client": c.client.e164 if c.client else c.client_raw,
+                "client": c.client_number,
                 "title": task.title,
                 "description": task.description,
                 "due_at": task.due_at.isoformat(),
@@ -79,6 +87,16 @@ class LocalAdapter(Adapter):
             },
         )
         return f"task:{row_id}"
+
+    @staticmethod
+    async def list_calls(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge calls`` shows."""
+        return await list_calls(storage, limit)
+
+    @staticmethod
+    async def list_tasks(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge tasks`` shows."""
+        return await list_tasks(storage, limit)
 
     async def check(self) -> CheckResult:
         n = await self._records.count("calls")
