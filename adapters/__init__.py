@@ -13,4 +13,5 @@ BUILTIN: dict[str, str] = {
     "hubspot": "adapters.hubspot:HubSpotAdapter",
     "pipedrive": "adapters.pipedrive:PipedriveAdapter",
     "retailcrm": "adapters.retailcrm:RetailCRMAdapter",
+    "salesforce": "adapters.salesforce:SalesforceAdapter",
 }

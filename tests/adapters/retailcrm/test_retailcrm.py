@@ -4,7 +4,6 @@ RetailCRM's refusals."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,7 +15,6 @@ from adapters.retailcrm import RetailCRMAdapter, RetailCRMSettings
 from adapters.retailcrm.fake import DEFAULT_KEY, FakeRetailCRM
 from bridge.samples import sample
 from bridge.settings import SettingsError
-from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
 
 HOST = "acme.retailcrm.ru"
@@ -46,18 +44,13 @@ def fake(no_unmocked_http) -> FakeRetailCRM:
 
 
 @pytest.fixture
-async def open_harness(tmp_path, clock):
-    async with contextlib.AsyncExitStack() as opened:
+def open_harness(open_adapter, clock):
+    def open_(**table: Any):
+        return open_adapter(
+            "retailcrm", {"base_url": BASE, "api_key": DEFAULT_KEY, **table}, clock=clock
+        )
 
-        async def open_(**table: Any) -> AdapterHarness:
-            table = {"base_url": BASE, "api_key": DEFAULT_KEY, **table}
-            h = await AdapterHarness.open(
-                tmp_path, "retailcrm", table, clock=clock, schedule={"locale": "en"}
-            )
-            opened.push_async_callback(h.close)
-            return h
-
-        yield open_
+    return open_
 
 
 # -- settings -------------------------------------------------------------------------------
