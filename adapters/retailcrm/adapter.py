@@ -23,9 +23,11 @@ from bridge.adapter import (
     Contact,
     DeliveryError,
     FollowUp,
+    NewContact,
     Permanent,
+    compact,
+    user_number,
 )
-from bridge.call import Call
 from bridge.phones import Phone
 
 # Telephony\CallResult of the official client.
@@ -50,10 +52,6 @@ def _name(record: dict[str, Any]) -> str | None:
 
 def _phones(record: dict[str, Any]) -> list[str]:
     return [str(p.get("number") or "") for p in record.get("phones") or [] if isinstance(p, dict)]
-
-
-def user_id(value: str | None) -> int | None:
-    return int(value) if value and str(value).isdigit() else None
 
 
 class RetailCRMAdapter(Adapter):
@@ -111,15 +109,18 @@ class RetailCRMAdapter(Adapter):
             extra=extra,
         )
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        name = self.ctx.texts.render("contact_name", call)
-        customer: dict[str, Any] = {"firstName": name, "phones": [{"number": phone.e164}]}
-        if user_id(owner_id) is not None:
-            customer["managerId"] = user_id(owner_id)
+    async def create_contact(self, new: NewContact) -> Contact:
+        customer = compact(
+            {
+                "firstName": new.name,
+                "phones": [{"number": new.phone.e164}],
+                "managerId": user_number(new.owner_id),
+            }
+        )
         data = await self.api.post(
             "/customers/create", "create customer", customer=customer, site=self.settings.site
         )
-        return Contact(id=str(data["id"]), name=name, owner_id=owner_id, kind="customer")
+        return Contact(id=str(data["id"]), name=new.name, owner_id=new.owner_id, kind="customer")
 
     # -- time zone ------------------------------------------------------------------------
 
@@ -198,7 +199,7 @@ class RetailCRMAdapter(Adapter):
             "durationWaiting": max(0, c.total_seconds - c.talk_seconds),
             "externalId": c.uuid,
         }
-        uid = user_id(log.user_id)
+        uid = user_number(log.user_id)
         if uid is not None:
             entry["userId"] = uid
         elif c.extension:
@@ -226,7 +227,7 @@ class RetailCRMAdapter(Adapter):
         return f"call:{log.call.uuid}"
 
     async def task_body(self, task: FollowUp) -> dict[str, Any]:
-        performer = user_id(task.user_id)
+        performer = user_number(task.user_id)
         if performer is None:
             raise Permanent(
                 "a RetailCRM task needs a performer: set default_user (or the `users` map)"

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from bridge.adapter import AdapterSettings
+from bridge.adapter import CredentialSettings
 
-#: RetailCRM answers 503 above 10 requests/s per address (its official PHP client waits 1 s
-#: and retries a 503): 8/s evenly spaced stays under it with room for a second client.
+#: RetailCRM answers 503 above about 10 requests/s (its official PHP client's examples pause
+#: 100 ms between requests): 8/s evenly spaced stays under it with room for a second client.
 DEFAULT_RATE_LIMIT = 8.0
 DEFAULT_INTEGRATION_CODE = "onlinepbx-bridge"
 _API_SUFFIX = re.compile(r"/api(/v\d+)?/?$")
 
 
-class RetailCRMSettings(AdapterSettings):
+class RetailCRMSettings(CredentialSettings):
+    CRM: ClassVar[str] = "RetailCRM"
+    USER_IDS = "number"
+    TOKEN_KEY: ClassVar[str] = "api_key"
+    TOKEN_LABEL: ClassVar[str] = "an API key"
+
     base_url: str = Field(  # type: ignore[assignment]  # required here, optional elsewhere
         ..., description="the account's address, e.g. https://ACCOUNT.retailcrm.ru"
     )

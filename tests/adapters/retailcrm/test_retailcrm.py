@@ -11,8 +11,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from adapters.retailcrm import RetailCRMAdapter, RetailCRMSettings
+from adapters.retailcrm.adapter import RetailCRMAdapter
 from adapters.retailcrm.fake import DEFAULT_KEY, FakeRetailCRM
+from adapters.retailcrm.settings import RetailCRMSettings
 from bridge.samples import sample
 from bridge.settings import SettingsError
 from tests.conftest import FakeClock
@@ -62,6 +63,8 @@ def test_settings_keys_and_their_checks():
     assert s.secrets() == ["k-123"]
     with pytest.raises(ValueError, match="account's address"):
         RetailCRMSettings(base_url="acme.retailcrm.ru", api_key="k")
+    with pytest.raises(ValueError, match=r"users\.101 = 'anna'"):
+        RetailCRMSettings(base_url=BASE, api_key="k", users={"101": "anna"})
     with pytest.raises(ValueError, match="api_key"):
         RetailCRMSettings(base_url=BASE)
 
