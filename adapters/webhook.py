@@ -8,6 +8,7 @@ are retried (``Retry-After`` honoured); any other 4xx is dead at once.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -15,7 +16,7 @@ from datetime import UTC
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
 from bridge.adapter import (
     Adapter,
@@ -34,6 +35,24 @@ class HttpSettings(AdapterSettings):
     url: str
     secret: SecretStr
     rate_limit: float = 10.0
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, v: SecretStr) -> SecretStr:
+        # A ``whsec_`` secret is base64: a broken one would sign with garbage the receiver
+        # can never verify, so every delivery would fail there instead of here.
+        text = v.get_secret_value()
+        if text.startswith("whsec_"):
+            try:
+                key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if not key:
+                raise ValueError(
+                    "a whsec_ secret is whsec_ followed by base64 (copy it whole from the"
+                    " receiving side); anything else is used as a plain string without the prefix"
+                )
+        return v
 
 
 def signing_key(secret: str) -> bytes:

@@ -10,7 +10,7 @@ import argparse
 import json
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from bridge.app import WEBHOOK_PATH
 from bridge.settings import Settings
@@ -47,21 +47,25 @@ class Commands:
         run: Run | None = None,
         *,
         help: str,
+        settings: Literal["required", "optional", "none"] = "required",
         needs_settings: bool = True,
         **kwargs: Any,
     ) -> argparse.ArgumentParser:
         """A subcommand accepting ``--config``; ``run(settings, args)`` is its exit code.
 
-        ``needs_settings=False`` commands get ``settings=None`` when no settings could be
-        loaded (they still get them when a file is given or found).
+        ``settings``: "required" (loaded, or the command stops with the error), "optional"
+        (``None`` when no file is given and none is found), "none" (never loaded: ``init``).
+        ``needs_settings=False`` is the older spelling of "none".
         """
+        if not needs_settings:
+            settings = "none"
         # No abbreviations: `--older-than 3` must not silently mean `--older-than-days`, and a
         # new option must not change what an abbreviation in someone's script means.
         kwargs.setdefault("allow_abbrev", False)
         parser = self._action.add_parser(name, help=help, description=help, **kwargs)
         config_options(parser, top_level=False)
         if run is not None:
-            parser.set_defaults(fn=run, needs_settings=needs_settings)
+            parser.set_defaults(fn=run, settings_mode=settings)
         return parser
 
     def group(self, parser: argparse.ArgumentParser, dest: str) -> Commands:
