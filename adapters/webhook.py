@@ -24,6 +24,7 @@ from bridge.adapter import (
     CallLog,
     CheckResult,
     FollowUp,
+    Permanent,
     raise_for_status,
 )
 from bridge.call import Call
@@ -158,6 +159,14 @@ class HttpAdapter(Adapter):
         note = f"{host} answered OPTIONS with HTTP {response.status_code}"
         if response.status_code >= 500:
             raise_for_status(response, f"OPTIONS {host}")
+        # 405 (no OPTIONS handler) still proves the endpoint exists; these do not.
+        refused = {
+            401: "the receiver wants credentials: does it verify the signature with this secret?",
+            403: "the receiver refuses the bridge: check its allow list and the secret",
+            404: "no such endpoint: check url (path included)",
+        }
+        if response.status_code in refused:
+            raise Permanent(f"{note}: {refused[response.status_code]}")
         return CheckResult(account=host, notes=[note])
 
     async def aclose(self) -> None:

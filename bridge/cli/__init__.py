@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from bridge import logs
-from bridge.cli.base import Commands, config_options
+from bridge.cli.base import CommandError, Commands, config_options
 from bridge.settings import CONFIG_ENV, SettingsError, load_settings
 
 # In the order `pbx-bridge --help` lists them.
@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
 
 
 if __name__ == "__main__":
