@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "backfill",
     "send_sample",
     "init",
+    "admin",
 )
 
 DESCRIPTION = (

@@ -12,7 +12,6 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -22,7 +21,7 @@ from bridge.deliver.service import build_adapter
 from bridge.metrics import Metrics
 from bridge.onlinepbx import commands as onlinepbx
 from bridge.receive.access import domain_allowed
-from bridge.redact import REDACTOR
+from bridge.redact import REDACTOR, redact_tree
 from bridge.registry import ConfiguredAdapter, configured
 from bridge.settings import Settings
 from bridge.store.db import Database
@@ -32,20 +31,10 @@ from bridge.store.db import Database
 OAUTH_KEYS = ("refresh_token", "authorization_code")
 
 
-def _masked(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    if isinstance(value, str):
-        return REDACTOR(value)
-    return value
-
-
 def settings_dump(settings: Settings, adapters: list[ConfiguredAdapter]) -> str:
-    dumped = _masked(json.loads(settings.model_dump_json()))
+    dumped = redact_tree(json.loads(settings.model_dump_json()))
     dumped["adapters"] = {
-        a.name: _masked(json.loads(a.settings.model_dump_json())) for a in adapters
+        a.name: redact_tree(json.loads(a.settings.model_dump_json())) for a in adapters
     }
     return json.dumps(dumped, ensure_ascii=False, indent=2, default=str)
 
