@@ -41,7 +41,7 @@ from bridge.store import migrations
 from bridge.store.db import PROBE_PAYLOAD
 from bridge.store.events import IncomingEvent, Stored
 from bridge.store.outbox import Job
-from bridge.store.ports import PlannedJobs, Storage, StorageError
+from bridge.store.ports import PlannedJobs, Storage, StorageError, redact_url
 from bridge.store.state import call_key
 from bridge.store.tables import DUE, JOB_COLUMNS, LOCAL, by_adapter
 
@@ -50,20 +50,11 @@ log = structlog.get_logger("bridge.store")
 POOL_SIZE = 10  # connections per replica: ingest, workers, reads and blocks holding a lock
 ACQUIRE_TIMEOUT = 5.0  # seconds to wait for a pooled connection before answering 503
 CONNECT_TIMEOUT = 5.0
-COMMAND_TIMEOUT = 30.0
+COMMAND_TIMEOUT = 15.0  # a statement on a connection cut mid-way fails after this
 RECONNECT_EVERY = 1.0  # listener / lead connection retries while the server is away
 LEAD_CHECK_EVERY = 2.0  # a held lead's connection is proven alive at most this often
 
 _DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def split_url(url: str) -> tuple[str, str]:

@@ -103,7 +103,7 @@ async def test_claim_leases_and_book(store: Storage) -> None:
     assert done and done.status == DONE and done.result == "id-1"
     retry = await store.get_job(jobs[1].id)
     assert retry and retry.status == PENDING and retry.last_error == "HTTP 503"
-    assert await store.next_due("crm") == NOW + 100
+    assert await store.next_due("crm", NOW + 2) == NOW + 100
     assert await store.claim("crm", 10, NOW + 50) == []
     [again] = await store.claim("crm", 10, NOW + 100)
     assert again.attempts == 2

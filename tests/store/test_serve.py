@@ -75,7 +75,7 @@ async def test_a_file_from_a_newer_release_is_refused(tmp_path, capsys) -> None:
     await storage.put_meta("schema_version", str(LATEST + 1))
     await storage.close()
     cfg = config(tmp_path, f'path = "{db}"')
-    assert await asyncio.to_thread(main, ["--config", cfg, "outbox", "stats"]) == 1
+    assert await asyncio.to_thread(main, ["--config", cfg, "outbox", "stats"]) == 2
     err = capsys.readouterr().err
     assert f"schema version {LATEST + 1}, newer than this pbx-bridge" in err
 
