@@ -27,6 +27,19 @@ from bridge.store.events import EventWriter, IncomingEvent
 from bridge.store.outbox import Job, Outbox
 
 
+class FakeClock:
+    """A wall clock the test moves by hand (retry schedules without sleeping)."""
+
+    def __init__(self, start: float = 1_780_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class AdapterHarness:
     def __init__(
         self, db: Database, delivery: Delivery, writer: EventWriter, outbox: Outbox, name: str
