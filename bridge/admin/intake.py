@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from bridge.admin import queries
+from bridge.background import background
 from bridge.keys import CLOCK, DB, INTAKE
 from bridge.redact import REDACTOR
 from bridge.store.db import Database, StorageError
@@ -77,15 +78,10 @@ async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
             except StorageError as exc:
                 log.warning("could not save webhook intake counters", error=str(exc))
 
-    task = asyncio.create_task(loop(), name="admin-intake")
-    try:
+    async with background(loop(), "admin-intake"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        with contextlib.suppress(StorageError):
-            await intake.flush(db)
+    with contextlib.suppress(StorageError):
+        await intake.flush(db)
 
 
 def make_intake(app: web.Application) -> Intake:

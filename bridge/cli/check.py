@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+from bridge.alerts import send_test
 from bridge.cli.base import Commands, with_db
 from bridge.deliver.service import build_adapter
 from bridge.metrics import Metrics
@@ -24,6 +25,15 @@ def _masked(settings: Settings) -> dict[str, Any]:
 def _masked_model(model: Any) -> dict[str, Any]:
     data = json.loads(model.model_dump_json())
     return {k: REDACTOR(v) if isinstance(v, str) else v for k, v in data.items()}
+
+
+async def _test_alerts(settings: Settings) -> int:
+    """A test message on every [alerts] channel; the number that failed."""
+    results = await send_test(settings)
+    for channel, problem in results:
+        print(f"[FAIL] alert via {channel}: {problem}" if problem else
+              f"[ OK ] alert via {channel}: test message sent")  # fmt: skip
+    return sum(1 for _, problem in results if problem)
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -57,6 +67,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                 for uid, name in result.users:
                     print(f"         {uid}: {name}")
         failures += await onlinepbx.check(settings, db)
+        failures += await _test_alerts(settings)
         return 1 if failures else 0
 
     return asyncio.run(with_db(settings, run))
