@@ -45,7 +45,13 @@ def fill(path: Path, calls: int, now: float) -> str:
                 "direction": "inbound", "gateway": "74991111282", "date": str(int(at))}  # fmt: skip
         event_id += 1
         events.append(
-            (event_id, uuid, "call_start", json.dumps({**base, "event": "call_start"}), at)
+            (
+                event_id,
+                uuid,
+                "call_start",
+                json.dumps({**base, "event": "call_start"}, separators=(",", ":")),
+                at,
+            )
         )
         missed = rng.random() < 0.2
         end = "call_missed" if missed else "call_end"
@@ -53,7 +59,7 @@ def fill(path: Path, calls: int, now: float) -> str:
         body = {**base, "event": end, "call_duration": "120", "dialog_duration": dialog,
                 "hangup_cause": "NORMAL_CLEARING"}  # fmt: skip
         event_id += 1
-        events.append((event_id, uuid, end, json.dumps(body), at + 90))
+        events.append((event_id, uuid, end, json.dumps(body, separators=(",", ":")), at + 90))
         roll = rng.random()
         status = "done" if roll < 0.98 else ("dead" if roll < 0.99 else "pending")
         action = "create_task" if missed else "log_call"

@@ -48,9 +48,6 @@ CREATE TABLE IF NOT EXISTS admin_call_index (
     event_id INTEGER NOT NULL,
     PRIMARY KEY (key, event_id)
 ) WITHOUT ROWID;
--- The overview counts jobs per adapter and status: without this index that is a scan of the
--- whole jobs table (300 ms with 100,000 jobs), with it a scan of a small covering index.
-CREATE INDEX IF NOT EXISTS jobs_adapter_status ON jobs (adapter, status);
 CREATE TABLE IF NOT EXISTS intake_hourly (
     hour    INTEGER NOT NULL,
     outcome TEXT NOT NULL,
@@ -230,10 +227,21 @@ class AdapterSummary:
     last_error_status: str | None = None
 
 
-def _summaries(conn: sqlite3.Connection, names: list[str]) -> list[AdapterSummary]:
+def _summaries(conn: sqlite3.Connection, names: list[str], since: float) -> list[AdapterSummary]:
+    """Per adapter: delivered since ``since``, and every pending, running and dead job.
+
+    Counting every done job ever would step through the whole jobs table (50-80 ms per
+    100,000 jobs on a loaded machine); the recent window and the unfinished jobs are index
+    ranges (the jobs_status and jobs_pending indexes).
+    """
     out = {n: AdapterSummary(n) for n in names}
     for adapter, status, n in conn.execute(
-        "SELECT adapter, status, COUNT(*) FROM jobs GROUP BY adapter, status"
+        "SELECT adapter, status, COUNT(*) FROM jobs WHERE status IN ('running', 'dead')"
+        " GROUP BY adapter, status UNION ALL"
+        " SELECT adapter, 'pending', COUNT(*) FROM jobs WHERE status = 'pending' GROUP BY adapter"
+        " UNION ALL SELECT adapter, 'done', COUNT(*) FROM jobs WHERE status = 'done'"
+        " AND updated_at >= ? GROUP BY adapter",
+        (since,),
     ):
         out.setdefault(adapter, AdapterSummary(adapter)).counts[status] = n
     for name, summary in out.items():
@@ -273,7 +281,7 @@ async def overview(db: Database, names: Iterable[str], start: float, hours: int 
             (int(start // 3600),),
         ).fetchall()
         return Overview(
-            _summaries(conn, list(names)),
+            _summaries(conn, list(names), start),
             _calls_per_hour(conn, start, hours),
             _latency_per_hour(conn, start, hours),
             {r[0]: r[1] for r in intake},
@@ -290,8 +298,11 @@ def _answered(dialog: Any) -> bool:
 
 
 def _calls_per_hour(conn: sqlite3.Connection, start: float, hours: int) -> list[tuple[int, int]]:
+    # One row per call (a missed call may send call_missed and call_end); answered when a
+    # call_end has talk time. (A GROUP BY in SQL measured 4x slower than this loop.)
     rows = conn.execute(
-        "SELECT domain, uuid, event, received_at, json_extract(payload, '$.dialog_duration')"
+        "SELECT domain, uuid, event, received_at, CASE WHEN event = 'call_end' THEN"
+        " json_extract(payload, '$.dialog_duration') END"
         " FROM events WHERE id >= ? AND event IN ('call_end', 'call_missed')",
         (first_event_since(conn, start),),
     ).fetchall()
