@@ -39,7 +39,12 @@ async def browser() -> AsyncIterator[Any]:
         if os.environ.get("CI"):
             pytest.fail(f"{message}: missing under CI, where .ci/run installs it")
         pytest.skip(message)
-    playwright_api = pytest.importorskip("playwright.async_api")
+    try:
+        import playwright.async_api as playwright_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("the playwright package is missing under CI (pip install -e '.[test]')")
+        pytest.skip("browser tests need the playwright package (pip install -e '.[test]')")
     async with playwright_api.async_playwright() as p:
         launched = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
