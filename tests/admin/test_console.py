@@ -386,3 +386,24 @@ async def test_search_uses_the_background_index(console_settings, start_bridge):
         assert await queries.index_calls(db) == 0
     finally:
         await db.close()
+
+
+async def test_crm_ids_link_into_the_crm_when_the_adapter_knows_how(
+    console_settings, start_bridge, monkeypatch
+):
+    from adapters.local.adapter import LocalAdapter
+
+    def crm_url(self: Any, name: str, value: str) -> str | None:
+        return f"https://crm.example/{name}/{value}" if name == "log_call" else None
+
+    monkeypatch.setattr(LocalAdapter, "crm_url", crm_url, raising=False)
+    settings = console_settings()
+    client = await start_bridge(settings)
+    body = sample("call_end")
+    assert (await client.post(WEBHOOK, data=body)).status == 200
+    await log_in(client)
+    db = _db(settings)
+    await _wait_sql(db, "SELECT status FROM jobs", "done")
+    value = db.execute("SELECT value FROM crm_objects WHERE name = 'log_call'").fetchone()[0]
+    text = await (await client.get(f"/admin/calls/{body['uuid']}")).text()
+    assert f'href="https://crm.example/log_call/{value}"' in text
