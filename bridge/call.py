@@ -20,6 +20,10 @@ FAILED_CAUSES = frozenset(
         "DESTINATION_OUT_OF_ORDER",
     }
 )
+#: Causes saying the dialled number itself is wrong (not that the person was unreachable).
+WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
+#: Causes saying the number exists but its subscriber could not be reached right now.
+UNREACHABLE_CAUSES = frozenset({"SUBSCRIBER_ABSENT", "DESTINATION_OUT_OF_ORDER"})
 
 CALL_END = "call_end"
 CALL_MISSED = "call_missed"
@@ -70,6 +74,16 @@ class Call:
         if self.hangup_cause in FAILED_CAUSES:
             return "failed"
         return "no_answer"
+
+    @property
+    def wrong_number(self) -> bool:
+        """The call failed because the number does not exist or is malformed."""
+        return not self.answered and self.hangup_cause in WRONG_NUMBER_CAUSES
+
+    @property
+    def unreachable(self) -> bool:
+        """The call failed because the subscriber was absent or their line out of order."""
+        return not self.answered and self.hangup_cause in UNREACHABLE_CAUSES
 
     @property
     def missed(self) -> bool:

@@ -1,6 +1,6 @@
 """``amocrm`` / ``kommo``: amoCRM and Kommo (API v4), see docs/adapters/amocrm.md.
 
-``settings`` (the table), ``api`` (auth, the 403 pause, problem+json errors), ``adapter``
+``settings`` (the table), ``api`` (auth, the 403 hold, problem+json errors), ``adapter``
 (contacts, leads, Unsorted, calls and tasks).
 """
 
@@ -19,4 +19,5 @@ MANIFEST = Manifest(
     fake="tests.reliability.crm_fakes:FakeAmo",
     fake_table="tests.reliability.crm_fakes:amocrm_table",
     fake_secrets=("access_token",),
+    retries_forbidden=True,  # 403 = IP restriction the admin lifts: hold, then retry
 )

@@ -2,7 +2,8 @@
 
 Endpoints (official API v4 reference, amocrm.ru/developers and kommo.com/developers):
 ``GET /api/v4/contacts?query=`` (204 when nothing matches), ``GET /api/v4/leads``,
-``POST /api/v4/contacts``, ``POST /api/v4/leads/complex``, ``POST /api/v4/leads/unsorted/sip``,
+``GET /api/v4/companies?query=``, ``POST /api/v4/contacts``, ``POST /api/v4/leads/complex``,
+``POST /api/v4/leads/unsorted/sip``,
 ``POST /api/v4/calls``, ``POST /api/v4/tasks``, ``GET /api/v4/account``, ``GET /api/v4/users``
 and ``POST /oauth2/access_token``.
 """
@@ -30,8 +31,26 @@ from bridge.adapter import (
 from bridge.call import Call
 from bridge.phones import Phone
 
-#: Call.outcome → amo ``call_status``: 4 talked, 5 wrong number, 6 no answer, 7 busy.
-CALL_STATUS = {"answered": 4, "failed": 5, "missed": 6, "no_answer": 6, "busy": 7}
+# amo's ``call_status`` values (API v4 "Adding calls"): 1 left a message, 2 call back later,
+# 3 not available, 4 had a conversation, 5 invalid phone number, 6 didn't get through, 7 busy.
+TALKED, NOT_AVAILABLE, WRONG_NUMBER, NOT_THROUGH, BUSY = 4, 3, 5, 6, 7
+
+
+def call_status(call: Call) -> int:
+    """The amo ``call_status`` of a call. onlinePBX says nothing of voicemail or of a promise to
+    call back, so 1 and 2 are never sent; a rejected call or one with no route is "didn't get
+    through", not "wrong number" (only a number that does not exist is)."""
+    if call.answered:
+        return TALKED
+    if call.outcome == "busy":
+        return BUSY
+    if call.wrong_number:
+        return WRONG_NUMBER
+    if call.unreachable:
+        return NOT_AVAILABLE
+    return NOT_THROUGH
+
+
 TASK_TYPE_CALL = 1  # amo's predefined task type "Звонок" / "Follow-up"
 CLOSED_LEAD_STATUSES = frozenset({142, 143})  # won / lost, the same in every pipeline
 
@@ -65,6 +84,7 @@ class AmoCRMAdapter(Adapter):
     def __init__(self, settings: AmoCRMSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
         self.api = AmoAPI(settings, ctx)
+        self._fallback_user: int | None = None  # the account's user, asked once
 
     async def _post(self, path: str, items: list[dict[str, Any]]) -> Any:
         return await self.api.call("POST", path, json=items)
@@ -72,18 +92,28 @@ class AmoCRMAdapter(Adapter):
     # --- contacts ----------------------------------------------------------------------------
 
     async def find_contact(self, phone: Phone) -> Contact | None:
+        # A contact first, then a company: amo attaches a call to either by the number, so a
+        # company holding it must not get a duplicate contact beside it. (Customers have no
+        # phone of their own: they are reached through their contacts and companies.)
+        for kind in ("contacts", "companies"):
+            found = await self._find(kind, phone)
+            if found is not None:
+                return found
+        return None
+
+    async def _find(self, kind: str, phone: Phone) -> Contact | None:
         query = phone.last10 if len(phone.digits) >= 10 else phone.digits
         data = await self.api.call(
-            "GET", "/api/v4/contacts", params={"query": query, "with": "leads", "limit": 50}
+            "GET", f"/api/v4/{kind}", params={"query": query, "with": "leads", "limit": 50}
         )
         if data is None:
             return None  # amo answers 204 with no body when nothing matches
         # amo's search is by substring over every field: confirm by the PHONE values.
-        hits = [c for c in _embedded(data, "contacts") if any(map(phone.matches, _phone_values(c)))]
+        hits = [c for c in _embedded(data, kind) if any(map(phone.matches, _phone_values(c)))]
         if not hits:
             return None
         if len(hits) == 1:
-            return self._contact(hits[0], None)
+            return self._contact(hits[0], None, kind)
         open_ids = await self._open_leads(lid for c in hits for lid in _lead_ids(c))
         hits.sort(
             key=lambda c: (
@@ -95,16 +125,16 @@ class AmoCRMAdapter(Adapter):
         )
         chosen = hits[0]
         self.ctx.log.warning(
-            "several amoCRM contacts have this number; using the one with an open lead,"
+            f"several amoCRM {kind} have this number; using the one with an open lead,"
             " then the most recently updated",
             phone=phone.e164,
-            contacts=[c.get("id") for c in hits],
+            found=[c.get("id") for c in hits],
             chosen=chosen.get("id"),
         )
-        return self._contact(chosen, open_ids)
+        return self._contact(chosen, open_ids, kind)
 
     @staticmethod
-    def _contact(raw: dict[str, Any], open_ids: set[int] | None) -> Contact:
+    def _contact(raw: dict[str, Any], open_ids: set[int] | None, kind: str) -> Contact:
         leads = _lead_ids(raw)
         extra: dict[str, Any] = {"lead_ids": leads}
         if open_ids is not None:
@@ -114,7 +144,7 @@ class AmoCRMAdapter(Adapter):
             id=str(raw["id"]),
             name=raw.get("name"),
             owner_id=str(owner) if owner else None,
-            kind="contact",
+            kind="company" if kind == "companies" else "contact",
             extra=extra,
         )
 
@@ -243,8 +273,9 @@ class AmoCRMAdapter(Adapter):
                 "source": self.settings.source,
                 "phone": call.client_number,
                 "link": call.recording_url,
-                "call_status": CALL_STATUS.get(call.outcome, 6),
+                "call_status": call_status(call),
                 "call_result": log.result,
+                "call_responsible": user,  # who made or took the call
                 "responsible_user_id": user,
                 "created_by": user,
                 "created_at": int(call.started_at.timestamp()),
@@ -283,7 +314,7 @@ class AmoCRMAdapter(Adapter):
             open_ids = sorted(await self._open_leads(contact.extra["lead_ids"]))
         if open_ids and len(open_ids) == 1:
             return "leads", int(open_ids[0])
-        return "contacts", int(contact.id)
+        return ("companies" if contact.kind == "company" else "contacts"), int(contact.id)
 
     async def create_task(self, task: FollowUp) -> str:
         entity_type = entity_id = None
@@ -295,7 +326,7 @@ class AmoCRMAdapter(Adapter):
                 "task_type_id": TASK_TYPE_CALL,
                 "text": text,
                 "complete_till": int(task.due_at.timestamp()),
-                "responsible_user_id": user_number(task.user_id),
+                "responsible_user_id": await self._task_user(task),
                 "entity_type": entity_type,
                 "entity_id": entity_id,
                 "request_id": task.call.uuid,
@@ -305,6 +336,30 @@ class AmoCRMAdapter(Adapter):
         if not created or "id" not in created[0]:
             raise RetryLater("POST /api/v4/tasks: the answer named no task id")
         return f"task:{created[0]['id']}"
+
+    async def _task_user(self, task: FollowUp) -> int:
+        """amo refuses a task without ``responsible_user_id``: the call's user, else
+        default_user, else the account's current user (the integration's), else the first
+        active user of the account."""
+        chosen = user_number(task.user_id) or user_number(self.settings.default_user)
+        if chosen is not None:
+            return chosen
+        if self._fallback_user is None:
+            self._fallback_user = await self._account_user()
+        return self._fallback_user
+
+    async def _account_user(self) -> int:
+        account = await self.api.call("GET", "/api/v4/account") or {}
+        if account.get("current_user_id"):
+            return int(account["current_user_id"])
+        data = await self.api.call("GET", "/api/v4/users", params={"limit": 250})
+        for user in _embedded(data, "users"):
+            if (user.get("rights") or {}).get("is_active", True) and "id" in user:
+                return int(user["id"])
+        raise RetryLater(
+            "amoCRM needs a responsible user for the task and none is known: set default_user"
+            " in [adapters.amocrm] (`pbx-bridge check` lists the ids)"
+        )
 
     # --- check -------------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""amoCRM's HTTP side: long-lived token or OAuth, the 403 pause, problem+json errors.
+"""amoCRM's HTTP side: long-lived token or OAuth, the 403 hold, problem+json errors.
 
 API v4 errors are ``application/problem+json``: ``title``, ``status``, ``detail`` and, for a
 400 on bad input, ``validation-errors`` (per request_id, a list of ``code``/``path``/``detail``).
 429 comes with a plain body. 403 means the account or its IP is restricted (amo blocks IPs
-that abuse the API), 402 an unpaid account.
+that abuse the API), 402 an unpaid account. A 403 is usually lifted by the admin (IP
+whitelist, rights), so it holds the whole adapter (no request leaves for PAUSE_AFTER_403) and the
+job is retried after the hold: it never goes dead for it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from bridge.adapter import (
 )
 
 PAUSE_AFTER_403 = 900.0  # seconds without any request after amo answered 403
+FORBIDDEN_CHECK = (
+    "check the account's IP whitelist (Settings > Security) for this server's address, the"
+    " user's rights, and whether amoCRM blocked this IP for too many requests"
+)
 
 
 def validation_messages(body: Any) -> list[str]:
@@ -79,11 +85,12 @@ class AmoAPI(JsonAPI):
 
     def __init__(self, settings: Any, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx, base_url=settings.base_url)
-        self._paused_until = 0.0
 
-    def refusal(self, answer: Answer, what: str) -> str | Permanent | None:
+    def refusal(self, answer: Answer, what: str) -> str | Permanent | RetryLater | None:
         if answer.ok:
             return None
+        if answer.status == 403:
+            return self._forbidden(answer, what)
         if answer.status == 429:
             return "amoCRM rate limit (7 requests/s per account) exceeded"
         if answer.status == 400:  # bad input: amo's own words are the whole story
@@ -94,23 +101,23 @@ class AmoAPI(JsonAPI):
                 return Permanent(f"{what}: HTTP 400: {text}")
         return problem_text(answer.body) or None
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> Answer:
-        now = self.ctx.clock()
-        if now < self._paused_until:
-            raise RetryLater(
-                f"{method} {path}: not sent: amoCRM answered 403 Forbidden a moment ago, requests"
-                " are paused so the account's IP is not blocked for longer",
-                self._paused_until - now,
-            )
-        return await super().request(method, path, **kwargs)
-
-    def raise_for(self, answer: Answer, what: str) -> None:
-        if answer.status == 403:
-            self._paused_until = self.ctx.clock() + PAUSE_AFTER_403
-            self.ctx.log.error(
-                "AMOCRM ANSWERED 403 FORBIDDEN: requests paused; check the IP whitelist, the"
-                " user's rights and whether amoCRM blocked this server's IP",
-                reason=problem_text(answer.body),
-                paused_seconds=PAUSE_AFTER_403,
-            )
-        super().raise_for(answer, what)
+    def _forbidden(self, answer: Answer, what: str) -> RetryLater:
+        """Hold every request for PAUSE_AFTER_403 (asking again keeps an IP blocked longer),
+        say loudly what to check, and retry the job after the hold."""
+        because = (
+            "amoCRM answered 403 Forbidden a moment ago; requests are held so the account's IP"
+            f" is not blocked for longer: {FORBIDDEN_CHECK}"
+        )
+        self.hold(PAUSE_AFTER_403, because)
+        detail = problem_text(answer.body)
+        self.ctx.log.critical(
+            "AMOCRM ANSWERED 403 FORBIDDEN: requests held, jobs retried after the hold; "
+            + FORBIDDEN_CHECK,
+            reason=detail,
+            held_seconds=PAUSE_AFTER_403,
+        )
+        return RetryLater(
+            f"{what}: HTTP 403 {detail or 'Forbidden'}: held for {PAUSE_AFTER_403:.0f} s, then"
+            f" retried; {FORBIDDEN_CHECK}",
+            PAUSE_AFTER_403,
+        )

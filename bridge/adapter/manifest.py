@@ -39,6 +39,9 @@ class Manifest:
     deduplicates: bool = False
     #: ``check`` lists the CRM's users (a CRM has users; a generic receiver has none).
     lists_users: bool = True
+    #: A 403 from this CRM is usually lifted by its admin (amo's IP restrictions): the adapter
+    #: holds its requests and retries the job instead of parking it dead.
+    retries_forbidden: bool = False
     capabilities: frozenset[str] = field(default_factory=frozenset)  # checked against the class
     docs: str = ""  # the docs page, relative to the repository root
     #: "module:factory" of a loopback fake of the vendor (``factory(clock) -> FakeCRM``), and

@@ -59,16 +59,36 @@ def contact(
     }
 
 
-def contacts_page(*items: dict[str, Any]) -> httpx.Response:
+def contacts_page(*items: dict[str, Any], kind: str = "contacts") -> httpx.Response:
     return httpx.Response(
         200,
         headers=HAL,
         json={
             "_page": 1,
-            "_links": _links("/api/v4/contacts?query=…&page=1&limit=50"),
-            "_embedded": {"contacts": list(items)},
+            "_links": _links(f"/api/v4/{kind}?query=…&page=1&limit=50"),
+            "_embedded": {kind: list(items)},
         },
     )
+
+
+def company(cid: int, phones: list[str], **kwargs: Any) -> dict[str, Any]:
+    """A company as GET /api/v4/companies answers it (the same PHONE multitext as contacts)."""
+    item = contact(cid, phones, **kwargs)
+    for key in ("first_name", "last_name"):
+        item.pop(key)
+    item["name"] = kwargs.get("name", "ООО Ромашка")
+    item["_links"] = _links(f"/api/v4/companies/{cid}")
+    item["_embedded"] = {"tags": [], "leads": item["_embedded"]["leads"], "contacts": []}
+    return item
+
+
+def companies_page(*items: dict[str, Any]) -> httpx.Response:
+    return contacts_page(*items, kind="companies")
+
+
+def task_without_responsible() -> httpx.Response:
+    """amo's answer to a task with no ``responsible_user_id`` (a required field)."""
+    return validation_error("responsible_user_id", "This value should not be blank.", "NotBlank")
 
 
 def empty_search() -> httpx.Response:

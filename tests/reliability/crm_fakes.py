@@ -107,15 +107,24 @@ class FakeAmo(_Fake):
             if found is None:
                 return relay(amo.empty_search())  # 204, no body
             return relay(amo.contacts_page(amo.contact(found, ["+7" + seen.query["query"]])))
+        if path == "/api/v4/companies" and seen.method == "GET":
+            return relay(amo.empty_search())  # the harness's callers are never companies
         if path == "/api/v4/contacts":
             phone = body[0]["custom_fields_values"][0]["values"][0]["value"]
             return relay(amo.created("contacts", self.records.new(phone)))
         if path == "/api/v4/calls":
             return relay(amo.call_added(self.records.new(), body[0].get("entity_id") or 1))
         if path == "/api/v4/tasks":
+            if not body[0].get("responsible_user_id"):
+                return relay(amo.task_without_responsible())  # required by amo
             return relay(amo.created("tasks", self.records.new(), body[0]["request_id"]))
         if path == "/api/v4/account":
-            return {"id": 28805383, "name": "Reliability", "subdomain": "reliability"}
+            return {
+                "id": 28805383,
+                "name": "Reliability",
+                "subdomain": "reliability",
+                "current_user_id": 5550001,
+            }
         if path == "/api/v4/users":
             return {"_embedded": {"users": [{"id": 5550001, "name": "Manager"}]}, "_links": {}}
         return relay(amo.problem(404, "Not Found"))

@@ -25,6 +25,7 @@ class CRMTarget:
     fake: Callable[[Callable[[], float]], FakeCRM]  # the bridge's clock → an unstarted fake
     idempotent: bool  # the CRM drops a repeated write by its idempotency key
     secrets: tuple[str, ...] = ()  # every secret in ``table`` (grepped for in outputs)
+    retries_forbidden: bool = False  # a 403 holds the adapter and is retried (manifest)
 
 
 def _targets() -> list[CRMTarget]:
@@ -41,6 +42,7 @@ def _targets() -> list[CRMTarget]:
                 m.load_fake(),
                 idempotent=m.deduplicates,
                 secrets=tuple(str(sample_table[k]) for k in m.fake_secrets),
+                retries_forbidden=m.retries_forbidden,
             )
         )
     return out

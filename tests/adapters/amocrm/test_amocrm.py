@@ -25,6 +25,8 @@ CONTACTS = f"{amo.BASE}/api/v4/contacts"
 CALLS = f"{amo.BASE}/api/v4/calls"
 TASKS = f"{amo.BASE}/api/v4/tasks"
 LEADS = f"{amo.BASE}/api/v4/leads"
+COMPANIES = f"{amo.BASE}/api/v4/companies"
+ACCOUNT = f"{amo.BASE}/api/v4/account"
 
 
 @pytest.fixture
@@ -96,6 +98,7 @@ async def test_known_contact_call_is_logged_with_every_field(open_amo, clock, no
         "link": payload["download_url"],
         "call_status": 4,
         "call_result": "Разговор состоялся",
+        "call_responsible": 778,  # who made the call: extension 145's user
         "responsible_user_id": 778,  # the extension's user wins over the contact's owner
         "created_by": 778,
         "created_at": int(clock()) - 149,
@@ -186,7 +189,12 @@ async def test_unknown_caller_contact_created_before_the_call(open_amo, clock, n
     ]
     # amo drops a call whose number matches nothing: the contact must exist first.
     order = [c.request.method + " " + c.request.url.path for c in no_unmocked_http.calls]
-    assert order == ["GET /api/v4/contacts", "POST /api/v4/contacts", "POST /api/v4/calls"]
+    assert order == [
+        "GET /api/v4/contacts",
+        "GET /api/v4/companies",  # no company holds the number either
+        "POST /api/v4/contacts",
+        "POST /api/v4/calls",
+    ]
     assert body(calls)[0]["responsible_user_id"] == 777
 
 
@@ -504,20 +512,32 @@ async def test_401_with_long_lived_token_is_dead(open_amo, clock, no_unmocked_ht
     assert route.call_count == 1  # no refresh without OAuth
 
 
-async def test_403_is_dead_loud_and_pauses_every_request(open_amo, clock, no_unmocked_http, capsys):
+async def test_403_holds_the_adapter_and_the_job_is_retried_not_dead(
+    open_amo, clock, no_unmocked_http, capsys
+):
     h = await open_amo()
     route = no_unmocked_http.get(CONTACTS).mock(return_value=amo.problem(403, "Forbidden"))
 
     job = await h.deliver(inbound_end(clock))
-    assert job.status == "dead"
-    assert "IP" in job.last_error
-    assert "AMOCRM ANSWERED 403 FORBIDDEN" in capsys.readouterr().err  # log lines go to stderr
+    assert job.status == "pending", job.last_error  # never dead: the admin lifts the block
+    assert "403" in job.last_error and "IP whitelist" in job.last_error
+    assert job.due_at - clock() >= 900  # retried after the hold, not sooner
+    err = capsys.readouterr().err  # log lines go to stderr
+    assert "AMOCRM ANSWERED 403 FORBIDDEN" in err and '"level": "critical"' in err
 
-    # The next call does not hit amo at all while paused: it waits out the pause.
+    # While held, nothing leaves for amo: the next call waits out the same hold.
     later = await h.deliver(sample("call_missed", now=clock()))
     assert later.status == "pending"
     assert route.call_count == 1
-    assert later.due_at - clock() == pytest.approx(900)
+    assert later.due_at - clock() == pytest.approx(900, abs=1)
+
+    # The admin lifted the restriction: after the hold both jobs go through.
+    route.mock(return_value=amo.contacts_page(amo.contact(4001, ["+79221111123"])))
+    no_unmocked_http.post(CALLS).mock(return_value=amo.call_added(9001, 4001))
+    no_unmocked_http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+    clock.advance(901)
+    done = await h.attempt()
+    assert sorted(j.status for j in done) == ["done", "done"], [j.last_error for j in done]
 
 
 async def test_400_validation_errors_are_dead_with_the_vendor_message(
@@ -632,3 +652,98 @@ def test_secrets_are_registered_for_redaction():
         authorization_code="def50200-auth-code",
     )
     assert set(s.secrets()) == {"client-secret-value", "def50200-auth-code"}
+
+
+# --- #13 §2: call status, companies, a responsible user for every task --------------------
+
+
+@pytest.mark.parametrize(
+    ("cause", "talked", "status"),
+    [
+        ("NORMAL_CLEARING", "135", 4),  # had a conversation
+        ("USER_BUSY", "0", 7),  # busy
+        ("UNALLOCATED_NUMBER", "0", 5),  # the number does not exist: invalid phone number
+        ("INVALID_NUMBER_FORMAT", "0", 5),
+        ("SUBSCRIBER_ABSENT", "0", 3),  # not available
+        ("CALL_REJECTED", "0", 6),  # rejected is "didn't get through", not "wrong number"
+        ("NO_ROUTE_DESTINATION", "0", 6),  # no route is ours to fix, not the number's fault
+        ("NO_ANSWER", "0", 6),
+    ],
+)
+async def test_hangup_causes_map_to_amos_call_status(
+    open_amo, clock, no_unmocked_http, cause, talked, status
+):
+    h = await open_amo()
+    no_unmocked_http.get(CONTACTS).mock(
+        return_value=amo.contacts_page(amo.contact(4001, ["+79502222919"]))
+    )
+    calls = no_unmocked_http.post(CALLS).mock(return_value=amo.call_added(9001, 4001))
+    no_unmocked_http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+    payload = sample("call_end", now=clock())  # outbound from extension 145
+    payload.update(hangup_cause=cause, dialog_duration=talked)
+
+    job = await h.deliver(payload)
+
+    assert job.status == "done", job.last_error
+    assert body(calls, 0)[0]["call_status"] == status
+
+
+async def test_a_company_with_the_number_gets_the_call_not_a_duplicate_contact(
+    open_amo, clock, no_unmocked_http
+):
+    h = await open_amo()
+    no_unmocked_http.get(CONTACTS).mock(return_value=amo.empty_search())
+    companies = no_unmocked_http.get(COMPANIES, name="companies").mock(
+        return_value=amo.companies_page(
+            amo.company(6001, ["+7 912 000-00-01"]),  # found by substring, not this number
+            amo.company(6002, ["8 (922) 111-11-23"], owner=556),
+        )
+    )
+    created = no_unmocked_http.post(CONTACTS)
+    tasks = no_unmocked_http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+
+    job = await h.deliver(sample("call_missed", now=clock()))
+
+    assert job.status == "done", job.last_error
+    assert companies.calls[0].request.url.params["query"] == "9221111123"
+    assert not created.called  # no duplicate contact beside the company
+    [task] = body(tasks)
+    assert (task["entity_type"], task["entity_id"]) == ("companies", 6002)
+
+
+async def test_a_task_without_a_mapped_user_goes_to_the_accounts_user(
+    open_amo, clock, no_unmocked_http
+):
+    h = await open_amo({"users": {}})
+    no_unmocked_http.get(CONTACTS).mock(
+        return_value=amo.contacts_page(
+            amo.contact(4001, ["+79221111123"], owner=0)
+        )  # nobody owns it
+    )
+    tasks = no_unmocked_http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+
+    first = await h.deliver(sample("call_missed", now=clock()))
+    second = await h.deliver(sample("call_missed", now=clock(), uuid="second-missed"))
+
+    assert (first.status, second.status) == ("done", "done"), first.last_error
+    assert [body(tasks, i)[0]["responsible_user_id"] for i in (0, 1)] == [555, 555]
+    account = no_unmocked_http.routes["account"]
+    assert account.call_count == 1  # asked once, then remembered
+
+
+async def test_a_task_without_a_mapped_user_goes_to_default_user_first(
+    open_amo, clock, no_unmocked_http
+):
+    h = await open_amo({"users": {}, "default_user": 901})
+    no_unmocked_http.get(CONTACTS).mock(
+        return_value=amo.contacts_page(
+            amo.contact(4001, ["+79221111123"], owner=0)
+        )  # nobody owns it
+    )
+    tasks = no_unmocked_http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+
+    job = await h.deliver(sample("call_missed", now=clock()))
+
+    assert job.status == "done", job.last_error
+    assert body(tasks)[0]["responsible_user_id"] == 901
+    assert not no_unmocked_http.routes["account"].called
