@@ -86,6 +86,14 @@ def _retailcrm_table(base_url: str) -> dict[str, Any]:
     return dict(_CRM_COMMON, type="retailcrm", base_url=base_url, api_key=key, default_user="1")
 
 
+def _salesforce_table(base_url: str) -> dict[str, Any]:
+    # The fake is both the token endpoint (login_url) and the instance it names.
+    secret = crm.SALESFORCE_SECRET
+    return dict(_CRM_COMMON, type="salesforce", login_url=base_url, client_secret=secret) | {
+        "client_id": "3MVG9fakeConsumerKey.onlinepbx.bridge"
+    }
+
+
 CRM: list[CRMTarget] = [
     CRMTarget(
         "http",
@@ -137,5 +145,14 @@ CRM: list[CRMTarget] = [
         # guarantee, and tasks have no key: not claimed (docs/adapters/retailcrm.md).
         idempotent=False,
         secrets=(crm.RETAILCRM_KEY,),
+    ),
+    CRMTarget(
+        "salesforce",
+        _salesforce_table,
+        crm.FakeSalesforce,
+        # No idempotency key on Task creates; the adapter looks its Task up by CallObject (the
+        # PBX uuid) before creating one: the crash window is closed (docs/adapters/salesforce.md).
+        idempotent=True,
+        secrets=(crm.SALESFORCE_SECRET,),
     ),
 ]
