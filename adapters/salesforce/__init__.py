@@ -21,6 +21,6 @@ MANIFEST = Manifest(
     docs="docs/adapters/salesforce.md",
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     fake="tests.reliability.crm_fakes:FakeSalesforce",
-    fake_table="tests.reliability.targets:_salesforce_table",
+    fake_table="tests.reliability.crm_fakes:salesforce_table",
     fake_secrets=("client_secret",),
 )
