@@ -21,15 +21,13 @@ from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
 from bridge.onlinepbx.service import recordings_ctx, sweep_ctx
+from bridge.ops import bearer_ok, split_listeners, unauthorized
 from bridge.receive.throttle import BadTokenThrottle
 from bridge.receive.webhook import THROTTLE, handle_webhook
 from bridge.redact import REDACTOR
 from bridge.registry import ConfiguredAdapter, configured
 from bridge.settings import Settings, SettingsError
-from bridge.store.db import Database, StorageError
-from bridge.store.events import EventWriter
-from bridge.store.outbox import Outbox
-from bridge.store.retention import Pruner
+from bridge.store import EventWriter, Outbox, Pruner, Storage, StorageError, open_storage
 from bridge.texts import check_templates
 
 log = structlog.get_logger("bridge")
@@ -38,26 +36,31 @@ WEBHOOK_PATH = "/webhooks/onlinepbx/{token}"
 ADAPTERS = web.AppKey("adapters", list[ConfiguredAdapter])
 
 
-async def webhook_token(db: Database, settings: Settings) -> tuple[str, bool]:
+async def webhook_token(db: Storage, settings: Settings) -> tuple[str, bool]:
     """The configured token, else the one generated on first start; (token, generated)."""
     if settings.server.webhook_token is not None:
         return settings.server.webhook_token.get_secret_value(), False
-    token = await db.set_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
+    token = await db.put_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
     return token, True
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = await Database.open(
-        settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms
-    )
+    db = await open_storage(settings.storage)
+    try:
+        await db.hold_instance()  # SQLite: a second serve on one file stops here
+        token, _generated = await webhook_token(db, settings)
+        # Only EXPIRED leases: jobs another live replica is running stay its own.
+        requeued = await Outbox(db, app[CLOCK]).requeue_expired()
+    except BaseException:
+        await db.close()
+        raise
     app[DB] = db
-    token, _generated = await webhook_token(db, settings)
     REDACTOR.add(token)
     app[TOKEN] = token
-    requeued = await Outbox(db, app[CLOCK]).requeue_running()
+    log.info("storage open", backend=db.backend, where=db.where, schema=db.migrated[1])
     if requeued:
-        log.info("jobs left running by the previous process are pending again", count=requeued)
+        log.info("jobs whose worker died are pending again", count=requeued)
     try:
         yield
     finally:
@@ -72,6 +75,7 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     )
     app[DELIVERY] = delivery
     app[WRITER] = EventWriter(db, job_planner(adapters), delivery.wake, app[CLOCK])
+    db.listen(delivery.wake)  # jobs another replica stored (PostgreSQL's LISTEN/NOTIFY)
     await delivery.start()
     log.info("delivery started", adapters=[a.name for a in adapters])
     try:
@@ -116,6 +120,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
+    # Outbox counts and adapter names are not for the internet (docs/DEPLOY.md).
+    if not bearer_ok(request, request.app[SETTINGS].server.metrics_token):
+        return unauthorized()
     metrics = request.app[METRICS]
     try:
         counts = await Outbox(request.app[DB]).counts()
@@ -150,7 +157,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     problems = check_templates(settings.schedule.templates)
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[json_errors, split_listeners],
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = Metrics()

@@ -14,7 +14,8 @@ from aiohttp import web
 from bridge.app import create_app, webhook_token
 from bridge.cli.base import CommandError, Commands, open_database, webhook_url, with_db
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage, StorageError
+from bridge.store.ports import redact_url
 
 BACKLOG = 128  # aiohttp's default
 TICK = (
@@ -78,14 +79,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.server.host = args.host
     if args.port:
         settings.server.port = args.port
-    sock = bind(settings.server.host, settings.server.port)
+    socks = [bind(settings.server.host, settings.server.port)]
     try:
+        listen = settings.server.metrics_listen
+        if listen is not None:
+            socks.append(bind(listen.host, listen.port))
         _check_database(settings)
         app = create_app(settings)
     except BaseException:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise
-    database = Path(settings.storage.path).absolute()
+    url = settings.storage.url
+    database = redact_url(url.get_secret_value()) if url else Path(settings.storage.path).absolute()
 
     async def banner(app: web.Application) -> None:
         from bridge.keys import TOKEN
@@ -96,8 +102,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # Printed to the terminal once, never into the structured log (which masks it).
         print(
             f"\npbx-bridge is listening on {settings.server.host}:{settings.server.port}\n"
-            f"  database (storage.path): {database}\n"
-            f"  onlinePBX webhook URL: {shown}\n"
+            f"  database (storage.{'url' if url else 'path'}): {database}\n"
+            + (
+                f"  /metrics, /readyz, /healthz on {settings.server.metrics_listen}\n"
+                if settings.server.metrics_listen
+                else ""
+            )
+            + f"  onlinePBX webhook URL: {shown}\n"
             f"  In onlinePBX: {TICK}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
             "  front and set server.public_url. `pbx-bridge webhook-url` prints this URL again.\n",
@@ -106,13 +117,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(banner)
-    web.run_app(
-        app,
-        sock=sock,
-        print=None,
-        access_log=None,
-        shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
-    )
+    try:
+        web.run_app(
+            app,
+            sock=socks,
+            print=None,
+            access_log=None,
+            shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
+        )
+    except StorageError as exc:  # a second serve on one SQLite file, an unreachable server…
+        raise CommandError(str(exc), 1) from exc
     return 0
 
 
@@ -121,7 +135,7 @@ def cmd_webhook_url(settings: Settings, args: argparse.Namespace) -> int:
         print(webhook_url(settings, settings.server.webhook_token.get_secret_value()))
         return 0
 
-    async def run(db: Database) -> int:
+    async def run(db: Storage) -> int:
         token, _ = await webhook_token(db, settings)
         print(webhook_url(settings, token))
         return 0
