@@ -2,14 +2,30 @@
 
 The embedded default: it needs no CRM account, and ``pbx-bridge calls`` / ``pbx-bridge tasks``
 list what it wrote. Also a reference for adapter authors: the whole contract, no HTTP.
+
+It also keeps the calls in progress (``local_live_calls``: ringing at which extensions,
+answered by whom), so the bridge itself can show them: :func:`live_calls` lists them and
+:data:`LIVE_FEED` wakes whoever waits for a change (the admin console's live view).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import time
 import uuid as uuidlib
 from typing import Any
 
-from bridge.adapter import Adapter, AdapterSettings, CallLog, CheckResult, Contact, FollowUp
+from bridge.adapter import (
+    Adapter,
+    AdapterSettings,
+    CallLog,
+    CheckResult,
+    Contact,
+    FollowUp,
+    LiveCall,
+)
 from bridge.call import Call
 from bridge.phones import Phone
 from bridge.store.db import Database
@@ -38,6 +54,21 @@ CREATE TABLE IF NOT EXISTS local_calls (
     contact_id    TEXT,
     recording_url TEXT
 );
+CREATE TABLE IF NOT EXISTS local_live_calls (
+    call_key     TEXT PRIMARY KEY,
+    uuid         TEXT NOT NULL,
+    direction    TEXT NOT NULL,
+    client       TEXT NOT NULL,
+    line         TEXT,
+    contact_id   TEXT,
+    contact_name TEXT,
+    state        TEXT NOT NULL,
+    ringing      TEXT NOT NULL,
+    answered_by  TEXT,
+    user_id      TEXT,
+    started_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS local_tasks (
     id          INTEGER PRIMARY KEY,
     call_key    TEXT NOT NULL UNIQUE,
@@ -50,6 +81,32 @@ CREATE TABLE IF NOT EXISTS local_tasks (
     contact_id  TEXT
 );
 """
+
+
+LIVE_FORGET_SECONDS = 4 * 3600.0  # a call whose end never arrived stops being listed
+
+
+class LiveFeed:
+    """A change counter for the live calls: ``await wait(seen)`` returns once it moved past
+    ``seen`` (or after ``timeout``), so a server-sent-events loop pushes changes at once."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._changed = asyncio.Event()
+
+    def bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self, seen: int, timeout: float = 15.0) -> int:
+        if self.version == seen:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        return self.version
+
+
+LIVE_FEED = LiveFeed()
 
 
 class LocalSettings(AdapterSettings):
@@ -134,6 +191,70 @@ class LocalAdapter(Adapter):
         )
         return f"task:{rows[0][0]}"
 
+    # --- calls in progress ------------------------------------------------------------------
+
+    async def _live_row(self, live: LiveCall) -> dict[str, Any]:
+        row = await self._db.fetchone(
+            "SELECT ringing, state, answered_by FROM local_live_calls WHERE call_key = ?",
+            (_key(live.call),),
+        )
+        if row is None:
+            return {"ringing": [], "state": "ringing", "answered_by": None}
+        return {"ringing": json.loads(row[0]), "state": row[1], "answered_by": row[2]}
+
+    async def _live_put(self, live: LiveCall, row: dict[str, Any]) -> None:
+        c, now = live.call, self.ctx.clock()
+        await self._db.write(
+            "INSERT INTO local_live_calls (call_key, uuid, direction, client, line, contact_id,"
+            " contact_name, state, ringing, answered_by, user_id, started_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_key) DO UPDATE SET"
+            " state = excluded.state, ringing = excluded.ringing,"
+            " answered_by = excluded.answered_by, user_id = excluded.user_id,"
+            " contact_id = COALESCE(excluded.contact_id, contact_id),"
+            " contact_name = COALESCE(excluded.contact_name, contact_name),"
+            " updated_at = excluded.updated_at",
+            (
+                _key(c),
+                c.uuid,
+                c.direction,
+                c.client.e164 if c.client else c.client_raw,
+                c.gateway or None,
+                live.contact.id if live.contact else None,
+                live.contact.name if live.contact else None,
+                row["state"],
+                json.dumps(row["ringing"]),
+                row["answered_by"],
+                live.user_id,
+                now,
+                now,
+            ),
+        )
+        LIVE_FEED.bump()
+
+    async def ringing(self, live: LiveCall) -> str:
+        row = await self._live_row(live)
+        if row["state"] == "answered":
+            return "skipped: already answered"
+        if live.extension not in row["ringing"]:
+            row["ringing"].append(live.extension)
+        await self._live_put(live, row)
+        return f"ringing:{live.extension}"
+
+    async def answered(self, live: LiveCall) -> str:
+        row = await self._live_row(live)
+        row.update(state="answered", answered_by=live.extension)
+        await self._live_put(live, row)
+        return f"answered:{live.extension}"
+
+    async def over(self, live: LiveCall) -> str:
+        rows = await self._db.write(
+            "DELETE FROM local_live_calls WHERE call_key = ? RETURNING call_key",
+            (_key(live.call),),
+        )
+        if rows:
+            LIVE_FEED.bump()
+        return "over" if rows else "over: was not shown"
+
     async def check(self) -> CheckResult:
         await self.setup()
         row = await self._db.fetchone("SELECT COUNT(*) FROM local_calls")
@@ -158,6 +279,27 @@ async def list_calls(db: Database, limit: int = 50) -> list[dict[str, Any]]:
         " user_id, contact_id, uuid FROM local_calls",
         limit,
     )
+
+
+async def live_calls(db: Database, now: float | None = None) -> list[dict[str, Any]]:
+    """The calls in progress, oldest first: ``ringing`` is the list of extensions that rang,
+    ``state`` "ringing" or "answered" (then ``answered_by``)."""
+    since = (time.time() if now is None else now) - LIVE_FORGET_SECONDS
+    try:
+        rows = await db.fetchall(
+            "SELECT uuid, direction, client, line, contact_id, contact_name, state, ringing,"
+            " answered_by, user_id, started_at, updated_at FROM local_live_calls"
+            " WHERE updated_at > ? ORDER BY started_at",
+            (since,),
+        )
+    except Exception:  # table not created yet: no call seen
+        return []
+    out = []
+    for r in rows:
+        item = dict(r)
+        item["ringing"] = json.loads(item["ringing"])
+        out.append(item)
+    return out
 
 
 async def list_tasks(db: Database, limit: int = 50) -> list[dict[str, Any]]:

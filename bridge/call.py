@@ -21,8 +21,12 @@ FAILED_CAUSES = frozenset(
     }
 )
 
+CALL_START = "call_start"
+CALL_USER_START = "call_user_start"
+CALL_ANSWERED = "call_answered"
 CALL_END = "call_end"
 CALL_MISSED = "call_missed"
+CALL_OVER_EVENTS = (CALL_END, CALL_MISSED)
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 

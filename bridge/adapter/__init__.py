@@ -2,8 +2,13 @@
 
 from bridge.adapter.contract import (
     ACTIONS,
+    ANSWERED,
+    CARD_ACTIONS,
     CREATE_TASK,
+    LIVE_ACTIONS,
     LOG_CALL,
+    OVER,
+    RINGING,
     Adapter,
     AdapterContext,
     AdapterSettings,
@@ -11,6 +16,8 @@ from bridge.adapter.contract import (
     CheckResult,
     Contact,
     FollowUp,
+    LiveCall,
+    supports,
 )
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
 from bridge.adapter.http import (
@@ -24,8 +31,13 @@ from bridge.adapter.ratelimit import Limiter, SlidingWindow, TokenBucket, make_l
 
 __all__ = [
     "ACTIONS",
+    "ANSWERED",
+    "CARD_ACTIONS",
     "CREATE_TASK",
+    "LIVE_ACTIONS",
     "LOG_CALL",
+    "OVER",
+    "RINGING",
     "Adapter",
     "AdapterContext",
     "AdapterSettings",
@@ -36,6 +48,7 @@ __all__ = [
     "DeliveryError",
     "FollowUp",
     "Limiter",
+    "LiveCall",
     "Permanent",
     "RetryLater",
     "SlidingWindow",
@@ -45,4 +58,5 @@ __all__ = [
     "make_limiter",
     "parse_retry_after",
     "raise_for_status",
+    "supports",
 ]

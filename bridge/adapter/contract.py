@@ -31,7 +31,14 @@ if TYPE_CHECKING:
 
 LOG_CALL = "log_call"
 CREATE_TASK = "create_task"
-ACTIONS = (LOG_CALL, CREATE_TASK)
+# Live actions, while the call is still going on (optional: an adapter that defines the
+# method of the same name supports the action; see :func:`supports`).
+RINGING = "ringing"  # the call rings for a user (inbound: each extension; outbound: the caller)
+ANSWERED = "answered"  # a user took the call
+OVER = "over"  # the call ended or was missed: close whatever the live actions opened
+LIVE_ACTIONS = (RINGING, ANSWERED, OVER)
+CARD_ACTIONS = (RINGING, ANSWERED)  # they show something: pointless once the call is over
+ACTIONS = (LOG_CALL, CREATE_TASK, *LIVE_ACTIONS)
 
 
 def _as_id(value: Any) -> Any:
@@ -48,7 +55,8 @@ class AdapterSettings(BaseModel):
 
     type: str | None = Field(None, description="registry name, when the table name differs")
     enabled: bool = True
-    events: list[Literal["log_call", "create_task"]] = [LOG_CALL, CREATE_TASK]
+    # Live actions are on by default; the ones an adapter lacks cause no job (see supports()).
+    events: list[Literal["log_call", "create_task", "ringing", "answered", "over"]] = list(ACTIONS)
     users: dict[str, str] = {}
     default_user: str | None = None
     create_contacts: Literal["inbound", "always", "never"] = "inbound"
@@ -132,6 +140,26 @@ class FollowUp:
     state: CallState
 
 
+@dataclass(frozen=True, slots=True)
+class LiveCall:
+    """A live moment of a call (``ringing``, ``answered`` or ``over``) for one adapter.
+
+    ``call`` is built from the event that caused it (``call.event``): ``call_start`` /
+    ``call_user_start`` for ``ringing``, ``call_answered``, ``call_end`` / ``call_missed`` for
+    ``over``. ``extension`` is the extension that rings, answered or called; ``user_id`` its
+    CRM user (``users`` map, else ``default_user``). ``contact`` is what the pipeline already
+    knows about the number (remembered for this call, or in the contact cache; adapters with
+    ``live_lookup`` get a fresh lookup). Keep what the CRM returns (a call id, who was shown
+    the card) in ``state``: the next live action and ``log_call`` of the same call read it.
+    """
+
+    call: Call
+    extension: str | None
+    user_id: str | None
+    contact: Contact | None
+    state: CallState
+
+
 @dataclass(slots=True)
 class CheckResult:
     account: str
@@ -170,6 +198,13 @@ class Adapter(ABC):
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
     #: False for adapters with no contact concept (e.g. a generic webhook receiver).
     supports_contacts: ClassVar[bool] = True
+    #: Live actions look the number up first (one CRM request before the card). False for
+    #: CRMs whose card request finds the record by the number itself.
+    live_lookup: ClassVar[bool] = True
+
+    # Live actions are optional: define ``async def ringing(self, live: LiveCall) -> str``,
+    # ``answered`` and/or ``over`` (same signature) to support them. Each returns what it did
+    # (an id, or "skipped: why").
 
     def __init__(self, settings: AdapterSettings, ctx: AdapterContext) -> None:
         self.settings = settings
@@ -199,3 +234,10 @@ class Adapter(ABC):
 
     async def aclose(self) -> None:
         """Release clients; called once on shutdown."""
+
+
+def supports(cls: type[Adapter] | Adapter, action: str) -> bool:
+    """Whether an adapter implements ``action`` (capability by presence of the method)."""
+    if action not in LIVE_ACTIONS:
+        return action in ACTIONS
+    return callable(getattr(cls, action, None))

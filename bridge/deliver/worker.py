@@ -3,6 +3,12 @@
 Workers are independent (own loop, own concurrency, own rate limiter), so one CRM being slow
 or down never delays another's jobs. A worker sleeps until it is woken by an insert or until
 its next job is due: there is no polling lag.
+
+Live jobs (``ringing``, ``answered``, ``over``) have a lane of their own: they are claimed
+first, into slots post-call jobs never fill, and their requests go ahead of any waiting
+post-call request in the adapter's rate limiter (same limit, first turn). A card job that
+fails is retried only while the card is still worth showing, and is then put aside as
+skipped, never dead.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from bridge.adapter.contract import CARD_ACTIONS, LIVE_ACTIONS
 from bridge.adapter.errors import Permanent, RetryLater
+from bridge.adapter.ratelimit import first_turn
 from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.metrics import Metrics
@@ -26,6 +34,8 @@ log = structlog.get_logger("bridge.deliver")
 
 MAX_IDLE = 60.0  # re-check the table at least this often (a clock jump, a CLI retry)
 REBOOK_EVERY = 1.0  # while outcomes wait to be booked, try the database this often
+BLOCKED_RECHECK = 1.0  # due jobs held back by their call's running job: woken when it ends
+LIVE_RETRY_MAX = 2.0  # seconds between tries of a card: it is useful for a minute at most
 
 Booking = Callable[[], Awaitable[None]]
 
@@ -50,6 +60,7 @@ class AdapterWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._live: set[asyncio.Task[None]] = set()  # the live lane's share of _inflight
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         # Outcomes the database refused to record (job id → the write and its status). The
@@ -81,16 +92,25 @@ class AdapterWorker:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self._concurrency - len(self._inflight)
+            free = self._concurrency - (len(self._inflight) - len(self._live))
+            free_live = self._concurrency - len(self._live)
             jobs: list[Job] = []
             try:
                 await self._rebook()
-                if free > 0:
-                    jobs = await self._outbox.claim(self.name, free)
+                if free > 0 or free_live > 0:
+                    jobs = await self._outbox.claim(
+                        self.name,
+                        max(free, 0),
+                        live_limit=free_live,
+                        live_actions=LIVE_ACTIONS,
+                    )
                 # Only a free slot waits for the next due job; a full worker is woken when
                 # one frees (skipping this query matters: every ingest commit wakes us).
-                full = len(jobs) >= free
-                next_due = None if full else await self._outbox.next_due(self.name)
+                next_due = None
+                if free > len(jobs):
+                    next_due = await self._outbox.next_due(self.name)
+                elif free_live > len(jobs):  # post-call slots full: only live jobs matter
+                    next_due = await self._outbox.next_due(self.name, LIVE_ACTIONS)
             except StorageError as exc:
                 log.error("outbox unavailable", adapter=self.name, error=str(exc))
                 await self._sleep(1.0)
@@ -98,16 +118,22 @@ class AdapterWorker:
             for job in jobs:
                 task = asyncio.create_task(self.process(job))
                 self._inflight.add(task)
+                if job.action in LIVE_ACTIONS:
+                    self._live.add(task)
                 task.add_done_callback(self._finished)
-            if jobs and len(self._inflight) < self._concurrency:
-                continue
+            if jobs:
+                continue  # claim again: more may be due (the loop ends when nothing is)
             wait = REBOOK_EVERY if self._unbooked else MAX_IDLE
-            if next_due is not None and len(self._inflight) < self._concurrency:
-                wait = min(wait, max(0.0, next_due - self._clock()))
+            if next_due is not None:
+                # A due job that was not claimed waits for another job of its call to end
+                # (which wakes us); otherwise sleep until the next one is due.
+                until = next_due - self._clock()
+                wait = min(wait, BLOCKED_RECHECK if until <= 0 else until)
             await self._sleep(wait)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._live.discard(task)
         self._wake.set()  # a slot is free
 
     async def _sleep(self, seconds: float) -> None:
@@ -122,13 +148,20 @@ class AdapterWorker:
             uuid=job.uuid, _event=job.event, adapter=self.name, job_id=job.id
         ):
             try:
-                result = await self.pipeline.run(job)
+                if job.action in LIVE_ACTIONS:
+                    with first_turn():  # ahead of post-call requests in the rate limiter
+                        result = await self.pipeline.run(job)
+                else:
+                    result = await self.pipeline.run(job)
             except asyncio.CancelledError:
                 await asyncio.shield(self._outbox.release(job.id))
                 log.info("job interrupted by shutdown, left pending")
                 raise
             except Permanent as exc:
-                await self._dead(job, exc.reason)
+                if job.action in CARD_ACTIONS:
+                    await self._put_aside(job, f"failed: {exc.reason}")
+                else:
+                    await self._dead(job, exc.reason)
             except RetryLater as exc:
                 await self._retry(job, exc.reason, exc.retry_after)
             except StorageError as exc:
@@ -147,7 +180,14 @@ class AdapterWorker:
         reason = REDACTOR(reason)
         now = self._clock()
         retry_at = now + self._backoff.delay(job.attempts, retry_after)
-        if self._backoff.gives_up(job.created_at, retry_at):
+        if job.action in CARD_ACTIONS:
+            # Retried soon, and only while a card still makes sense.
+            retry_at = min(retry_at, now + max(LIVE_RETRY_MAX, retry_after or 0.0))
+            useless = await self._card_useless(job, retry_at)
+            if useless:
+                await self._put_aside(job, f"{useless}; last error: {reason}")
+                return
+        elif self._backoff.gives_up(job.created_at, retry_at):
             await self._dead(job, f"gave up after {job.attempts} attempts: {reason}")
             return
         await self._book(job.id, lambda: self._outbox.mark_retry(job.id, retry_at, reason), PENDING)
@@ -157,6 +197,22 @@ class AdapterWorker:
             attempts=job.attempts,
             retry_in=round(retry_at - now, 1),
         )
+
+    async def _card_useless(self, job: Job, retry_at: float) -> str | None:
+        if retry_at - job.created_at > self.pipeline.live_max_age:
+            return "not retried: the card would come too late"
+        try:
+            return await self.pipeline.card_useless(job)
+        except StorageError:
+            return None  # retried; the next try looks again
+
+    async def _put_aside(self, job: Job, reason: str) -> None:
+        """A card job that will not be shown: done as skipped (a warning, never a dead job:
+        the call's post-call jobs still log it)."""
+        reason = REDACTOR(reason)
+        result = f"skipped: {reason}"
+        await self._book(job.id, lambda: self._outbox.mark_done(job.id, result), DONE)
+        log.warning("live action not done", action=job.action, reason=reason)
 
     async def _dead(self, job: Job, reason: str) -> None:
         reason = REDACTOR(reason)

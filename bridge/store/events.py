@@ -19,6 +19,8 @@ from typing import Any
 from bridge.store.db import Database, StorageError, in_transaction
 
 MAX_BATCH = 400  # rows per multi-row INSERT, well under SQLite's variable limit
+USER_START = "call_user_start"
+OVER_EVENTS = ("call_end", "call_missed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +32,19 @@ class IncomingEvent:
     recovered: bool = False
 
     @property
+    def stored_event(self) -> str:
+        """The ``events.event`` value. A ring group sends one ``call_user_start`` per ringing
+        extension under one uuid, so that event is stored (and deduplicated) per extension:
+        ``call_user_start:102``; a repeat for the same extension is still a duplicate."""
+        if self.event == USER_START:
+            callee = str(self.payload.get("callee") or "").strip()
+            if callee:
+                return f"{USER_START}:{callee}"
+        return self.event
+
+    @property
     def key(self) -> tuple[str, str, str]:
-        return (self.domain, self.uuid, self.event)
+        return (self.domain, self.uuid, self.stored_event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +110,7 @@ class EventWriter:
             params += [
                 ev.domain,
                 ev.uuid,
-                ev.event,
+                ev.stored_event,
                 json.dumps(ev.payload, ensure_ascii=False, separators=(",", ":")),
                 now,
                 int(ev.recovered),
@@ -132,3 +145,11 @@ class EventWriter:
             return results, adapters
 
         return await self._db.run(in_transaction(write))
+
+
+async def call_events(db: Database, domain: str, uuid: str) -> set[str]:
+    """The events stored so far for one call (``call_user_start`` qualified per extension)."""
+    rows = await db.fetchall(
+        "SELECT event FROM events WHERE domain = ? AND uuid = ?", (domain, uuid)
+    )
+    return {r[0] for r in rows}

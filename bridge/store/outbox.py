@@ -20,6 +20,27 @@ _JOB_COLUMNS = (
 )
 
 
+def _rank(alias: str) -> str:
+    """An event's place in a call: start, each ring, answer, then the end (or the miss)."""
+    return (
+        f"(CASE WHEN {alias}.event = 'call_start' THEN 0"
+        f" WHEN {alias}.event LIKE 'call_user_start%' THEN 1"
+        f" WHEN {alias}.event = 'call_answered' THEN 2 ELSE 3 END)"
+    )
+
+
+# No other job of the same call and adapter is running, or pending, due and earlier in the
+# call (by event rank, then job id). A job that waits for its retry does not hold the others
+# back (its call may have ended meanwhile, and then it is skipped when its turn comes).
+_CALL_ORDER = (
+    "NOT EXISTS (SELECT 1 FROM events e2 JOIN jobs j2 ON j2.event_id = e2.id"
+    " WHERE e2.domain = e.domain AND e2.uuid = e.uuid AND j2.adapter = j.adapter"
+    " AND j2.id <> j.id AND (j2.status = 'running' OR (j2.status = 'pending'"
+    f" AND j2.due_at <= ? AND ({_rank('e2')} < {_rank('e')}"
+    f" OR ({_rank('e2')} = {_rank('e')} AND j2.id < j.id)))))"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     id: int
@@ -64,35 +85,64 @@ class Outbox:
         )
         return len(rows)
 
-    async def claim(self, adapter: str, limit: int) -> list[Job]:
-        """Mark up to ``limit`` due jobs running and return them, in one transaction (a job
-        is never left 'running' without its worker having it)."""
-        now = self._clock()
+    async def claim(
+        self,
+        adapter: str,
+        limit: int,
+        *,
+        live_limit: int = 0,
+        live_actions: tuple[str, ...] = (),
+    ) -> list[Job]:
+        """Mark due jobs running and return them, in one transaction (a job is never left
+        'running' without its worker having it).
 
-        def claim(conn: sqlite3.Connection) -> list[Job]:
-            ids = [
+        Up to ``live_limit`` jobs of ``live_actions`` are taken first (the fast lane: a card
+        never waits behind a backlog), then up to ``limit`` others. Jobs of one call run in
+        event order, never two at once: a job is not taken while another job of the same call
+        and adapter is running, or is pending, due and earlier (see ``_CALL_ORDER``).
+        """
+        now = self._clock()
+        live = ",".join("?" * len(live_actions))
+
+        def take(conn: sqlite3.Connection, lane: str, params: list[Any], n: int) -> list[int]:
+            if n <= 0:
+                return []
+            return [
                 r[0]
                 for r in conn.execute(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?"
-                    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND adapter = ?"
-                    " AND due_at <= ? ORDER BY due_at, id LIMIT ?) RETURNING id",
-                    (now, adapter, now, limit),
+                    " WHERE id IN (SELECT j.id FROM jobs j JOIN events e ON e.id = j.event_id"
+                    " WHERE j.status = 'pending' AND j.adapter = ? AND j.due_at <= ?"
+                    f" {lane} AND {_CALL_ORDER} ORDER BY j.due_at, j.id LIMIT ?) RETURNING id",
+                    (now, adapter, now, *params, now, n),
                 ).fetchall()
             ]
+
+        def claim(conn: sqlite3.Connection) -> list[Job]:
+            ids: list[int] = []
+            if live_actions:
+                ids += take(conn, f"AND j.action IN ({live})", list(live_actions), live_limit)
+                ids += take(conn, f"AND j.action NOT IN ({live})", list(live_actions), limit)
+            else:
+                ids += take(conn, "", [], limit)
             if not ids:
                 return []
             found = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id"
-                f" WHERE j.id IN ({','.join('?' * len(ids))}) ORDER BY j.due_at, j.id",
+                f" WHERE j.id IN ({','.join('?' * len(ids))})",
                 ids,
             ).fetchall()
-            return [Job.from_row(r) for r in found]
+            order = {job_id: n for n, job_id in enumerate(ids)}
+            return sorted((Job.from_row(r) for r in found), key=lambda job: order[job.id])
 
         return await self._db.run(in_transaction(claim))
 
-    async def next_due(self, adapter: str) -> float | None:
+    async def next_due(self, adapter: str, actions: tuple[str, ...] = ()) -> float | None:
+        """When the adapter's next pending job (of ``actions``, when given) is due."""
+        only = f" AND action IN ({','.join('?' * len(actions))})" if actions else ""
         row = await self._db.fetchone(
-            "SELECT MIN(due_at) FROM jobs WHERE status = 'pending' AND adapter = ?", (adapter,)
+            f"SELECT MIN(due_at) FROM jobs WHERE status = 'pending' AND adapter = ?{only}",
+            (adapter, *actions),
         )
         return None if row is None else row[0]
 
