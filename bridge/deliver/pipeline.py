@@ -31,7 +31,7 @@ from bridge.settings import ScheduleSettings
 from bridge.store.db import Database
 from bridge.store.events import call_events
 from bridge.store.outbox import Job
-from bridge.store.state import CallState
+from bridge.store.state import CallState, call_key
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
@@ -97,7 +97,7 @@ class Pipeline:
         reason = self.skip_reason(call, job.action)
         if reason:
             return SKIPPED + reason
-        state = CallState(self._db, self.name, f"{call.domain}/{call.uuid}", self._clock)
+        state = CallState(self._db, self.name, call_key(job.domain, job.uuid), self._clock)
         if job.action in LIVE_ACTIONS:
             return await self._live(job, call, state)
         already = await state.get(job.action)

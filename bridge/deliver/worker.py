@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from bridge.adapter.contract import CARD_ACTIONS, LIVE_ACTIONS
+from bridge.adapter.contract import CARD_ACTIONS, LIVE_ACTIONS, OVER
 from bridge.adapter.errors import Permanent, RetryLater
 from bridge.adapter.ratelimit import first_turn
 from bridge.deliver.backoff import Backoff
@@ -35,6 +35,8 @@ log = structlog.get_logger("bridge.deliver")
 MAX_IDLE = 60.0  # re-check the table at least this often (a clock jump, a CLI retry)
 REBOOK_EVERY = 1.0  # while outcomes wait to be booked, try the database this often
 BLOCKED_RECHECK = 1.0  # due jobs held back by their call's running job: woken when it ends
+# The fast lane, in claim order: cards first (a phone rings now), then closing them.
+LANES = (CARD_ACTIONS, (OVER,))
 LIVE_RETRY_MAX = 2.0  # seconds between tries of a card: it is useful for a minute at most
 
 Booking = Callable[[], Awaitable[None]]
@@ -102,7 +104,7 @@ class AdapterWorker:
                         self.name,
                         max(free, 0),
                         live_limit=free_live,
-                        live_actions=LIVE_ACTIONS,
+                        lanes=LANES,
                     )
                 # Only a free slot waits for the next due job; a full worker is woken when
                 # one frees (skipping this query matters: every ingest commit wakes us).

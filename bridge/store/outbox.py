@@ -12,6 +12,14 @@ from typing import Any
 from bridge.store.db import Database, in_transaction
 
 PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
+# A job booked more than this far in our future was booked by a clock that was ahead (a bad
+# NTP step, set right since): it is due now rather than after the jump. The backoff never
+# books further ahead than a day (Backoff.MAX_RETRY_AFTER), and a booking moment after "now"
+# is the other mark of such a clock.
+CLOCK_SLACK = 300.0
+MAX_DUE_AHEAD = 86_400.0 + CLOCK_SLACK
+# pending and due: on time, or booked by a clock ahead of ours (either sign of it)
+_DUE = "(due_at <= :now OR due_at > :now + :ahead OR updated_at > :now + :slack)"
 STATUSES = (PENDING, RUNNING, DONE, DEAD)
 
 _JOB_COLUMNS = (
@@ -36,7 +44,7 @@ _CALL_ORDER = (
     "NOT EXISTS (SELECT 1 FROM events e2 JOIN jobs j2 ON j2.event_id = e2.id"
     " WHERE e2.domain = e.domain AND e2.uuid = e.uuid AND j2.adapter = j.adapter"
     " AND j2.id <> j.id AND (j2.status = 'running' OR (j2.status = 'pending'"
-    f" AND j2.due_at <= ? AND ({_rank('e2')} < {_rank('e')}"
+    f" AND j2.due_at <= :now AND ({_rank('e2')} < {_rank('e')}"
     f" OR ({_rank('e2')} = {_rank('e')} AND j2.id < j.id)))))"
 )
 
@@ -71,6 +79,14 @@ class Job:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+def _named(values: tuple[str, ...]) -> dict[str, str]:
+    return {f"v{n}": v for n, v in enumerate(values)}
+
+
+def _bounds(now: float) -> dict[str, float]:
+    return {"now": now, "ahead": MAX_DUE_AHEAD, "slack": CLOCK_SLACK}
+
+
 class Outbox:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -91,40 +107,43 @@ class Outbox:
         limit: int,
         *,
         live_limit: int = 0,
-        live_actions: tuple[str, ...] = (),
+        lanes: tuple[tuple[str, ...], ...] = (),
     ) -> list[Job]:
         """Mark due jobs running and return them, in one transaction (a job is never left
         'running' without its worker having it).
 
-        Up to ``live_limit`` jobs of ``live_actions`` are taken first (the fast lane: a card
-        never waits behind a backlog), then up to ``limit`` others. Jobs of one call run in
-        event order, never two at once: a job is not taken while another job of the same call
-        and adapter is running, or is pending, due and earlier (see ``_CALL_ORDER``).
+        Up to ``live_limit`` jobs of the actions in ``lanes`` are taken first, lane by lane
+        (the fast lane: a card never waits behind a backlog), then up to ``limit`` others.
+        Jobs of one call run in event order, never two at once: a job is not taken while
+        another job of the same call and adapter is running, or is pending, due and earlier
+        (see ``_CALL_ORDER``).
         """
         now = self._clock()
-        live = ",".join("?" * len(live_actions))
+        fast = _named(tuple(a for lane in lanes for a in lane))
 
-        def take(conn: sqlite3.Connection, lane: str, params: list[Any], n: int) -> list[int]:
+        def take(conn: sqlite3.Connection, where: str, params: dict[str, Any], n: int) -> list[int]:
             if n <= 0:
                 return []
             return [
                 r[0]
                 for r in conn.execute(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?"
-                    " WHERE id IN (SELECT j.id FROM jobs j JOIN events e ON e.id = j.event_id"
-                    " WHERE j.status = 'pending' AND j.adapter = ? AND j.due_at <= ?"
-                    f" {lane} AND {_CALL_ORDER} ORDER BY j.due_at, j.id LIMIT ?) RETURNING id",
-                    (now, adapter, now, *params, now, n),
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+                    " updated_at = :now WHERE id IN (SELECT j.id FROM jobs j"
+                    " JOIN events e ON e.id = j.event_id WHERE j.status = 'pending'"
+                    f" AND j.adapter = :adapter AND {_DUE} {where} AND {_CALL_ORDER}"
+                    " ORDER BY j.due_at, j.id LIMIT :limit) RETURNING id",
+                    {**_bounds(now), **params, "adapter": adapter, "limit": n},
                 ).fetchall()
             ]
 
         def claim(conn: sqlite3.Connection) -> list[Job]:
             ids: list[int] = []
-            if live_actions:
-                ids += take(conn, f"AND j.action IN ({live})", list(live_actions), live_limit)
-                ids += take(conn, f"AND j.action NOT IN ({live})", list(live_actions), limit)
-            else:
-                ids += take(conn, "", [], limit)
+            for lane in lanes:
+                named = {k: v for k, v in fast.items() if v in lane}
+                where = f"AND j.action IN ({','.join(':' + k for k in named)})"
+                ids += take(conn, where, named, live_limit - len(ids))
+            rest = f"AND j.action NOT IN ({','.join(':' + k for k in fast)})" if fast else ""
+            ids += take(conn, rest, fast, limit)
             if not ids:
                 return []
             found = conn.execute(
@@ -139,10 +158,12 @@ class Outbox:
 
     async def next_due(self, adapter: str, actions: tuple[str, ...] = ()) -> float | None:
         """When the adapter's next pending job (of ``actions``, when given) is due."""
-        only = f" AND action IN ({','.join('?' * len(actions))})" if actions else ""
+        named = _named(actions)
+        only = f" AND action IN ({','.join(':' + k for k in named)})" if actions else ""
         row = await self._db.fetchone(
-            f"SELECT MIN(due_at) FROM jobs WHERE status = 'pending' AND adapter = ?{only}",
-            (adapter, *actions),
+            f"SELECT MIN(CASE WHEN {_DUE} THEN MIN(due_at, :now) ELSE due_at END) FROM jobs"
+            f" WHERE status = 'pending' AND adapter = :adapter{only}",
+            {**_bounds(self._clock()), **named, "adapter": adapter},
         )
         return None if row is None else row[0]
 
@@ -207,13 +228,15 @@ class Outbox:
         return None if row is None else Job.from_row(row)
 
     async def retry_dead(self, job_ids: list[int] | None = None) -> int:
-        """Send dead jobs (all, or the given ids) back to pending, due now."""
+        """Send dead jobs (all, or the given ids) back to pending, due now, with a new retry
+        window: the age that decides giving up (``created_at``) starts again, or a job that
+        died of old age would get one attempt."""
         now = self._clock()
         sql = (
-            "UPDATE jobs SET status = 'pending', due_at = ?, attempts = 0, updated_at = ?"
-            " WHERE status = 'dead'"
+            "UPDATE jobs SET status = 'pending', due_at = ?, attempts = 0, updated_at = ?,"
+            " created_at = ? WHERE status = 'dead'"
         )
-        params: list[Any] = [now, now]
+        params: list[Any] = [now, now, now]
         if job_ids is not None:
             sql += f" AND id IN ({','.join('?' * len(job_ids))})"
             params += job_ids
