@@ -52,7 +52,8 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def call_document(call: Call) -> dict[str, Any]:
+def _who(call: Call) -> dict[str, Any]:
+    """The fields every ``call`` object starts with (finished or live)."""
     return {
         "uuid": call.uuid,
         "domain": call.domain,
@@ -61,6 +62,12 @@ def call_document(call: Call) -> dict[str, Any]:
         "client_raw": call.client_raw,
         "extension": call.extension,
         "line": call.gateway or None,
+    }
+
+
+def call_document(call: Call) -> dict[str, Any]:
+    return {
+        **_who(call),
         "started_at": call.started_at.isoformat(),
         "ended_at": call.ended_at.isoformat(),
         "total_seconds": call.total_seconds,
@@ -77,13 +84,7 @@ def call_document(call: Call) -> dict[str, Any]:
 def live_call_document(call: Call) -> dict[str, Any]:
     """The ``call`` of a live document: what is known while the call is going on."""
     return {
-        "uuid": call.uuid,
-        "domain": call.domain,
-        "direction": call.direction,
-        "client": call.client.e164 if call.client else None,
-        "client_raw": call.client_raw,
-        "extension": call.extension,
-        "line": call.gateway or None,
+        **_who(call),
         "event_at": call.ended_at.isoformat(),  # the webhook's `date`: when this happened
     }
 

@@ -228,10 +228,8 @@ async def test_the_fast_lane_claims_live_jobs_before_a_backlog(tmp_path: Path, c
         await h.db.write("UPDATE jobs SET due_at = 0")
         await h.store(inbound("call_user_start", "101", clock()))
         jobs = await h.outbox.claim("local", 2, live_limit=2, lanes=LANES)
-        assert jobs[0].action == "ringing" and jobs[0].uuid == UUID  # the card first
-        # then closing old calls (fast lane's second place), then no post-call job: each
-        # old call's log_call waits for its `over` (one job of a call at a time)
-        assert [j.action for j in jobs] == ["ringing", "over"]
+        assert [j.action for j in jobs] == ["ringing", "log_call", "log_call"]
+        assert jobs[0].uuid == UUID  # the card first, then the backlog in its order
     finally:
         await h.close()
 
@@ -303,3 +301,27 @@ def test_documented_shapes_are_json() -> None:
         "event_at",
     }
     json.dumps(doc)
+
+
+async def test_over_is_planned_only_for_calls_that_had_live_jobs(tmp_path: Path, clock):
+    h = await AdapterHarness.open(tmp_path, "local", {}, clock=clock)
+    try:
+        end = dict(sample("call_end", UUID, clock()), direction="inbound", caller="79221111123")
+        await h.store(dict(end, uuid="quiet"))  # no ring seen (box unticked): no `over`
+        await h.store(inbound("call_user_start", "101", clock()))
+        await h.store(end | {"callee": "101"})
+        rows = await statuses(h)
+        assert [(r[0], r[1]) for r in rows] == [
+            ("call_end", "log_call"),
+            ("call_user_start:101", "ringing"),
+            ("call_end", "over"),
+            ("call_end", "log_call"),
+        ]
+        # Old calls' `over` jobs wait behind a new ring: cards first in the fast lane.
+        await h.db.write("UPDATE jobs SET due_at = 0")
+        await h.store(dict(inbound("call_user_start", "102", clock()), uuid="new"))
+        jobs = await h.outbox.claim("local", 0, live_limit=2, lanes=LANES)
+        # (the old call's `over` waits for its own ring, which is due first)
+        assert [(j.uuid, j.action) for j in jobs] == [(UUID, "ringing"), ("new", "ringing")]
+    finally:
+        await h.close()

@@ -90,7 +90,7 @@ async def test_the_bridge_prunes_on_its_own(make_settings: Any, start_bridge: An
     await client.close()
 
     await start_bridge(settings, clock=clock)  # the pruner runs at start, then hourly
-    # The old call's jobs (over, log_call), then its event; today's call_start stays.
+    # The old call's job, then its event; today's call_start stays.
     await until_empty(settings, "SELECT id FROM events WHERE event != 'call_start'")
     assert await rows(settings, "SELECT event FROM events") == [("call_start",)]
     left = await rows(settings, "SELECT e.event FROM jobs j JOIN events e ON e.id = j.event_id")

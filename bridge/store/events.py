@@ -21,7 +21,9 @@ from bridge.store.db import Database, StorageError, in_transaction
 
 MAX_BATCH = 400  # rows per multi-row INSERT, well under SQLite's variable limit
 USER_START = "call_user_start"
-OVER_EVENTS = ("call_end", "call_missed")
+# Actions that close what earlier jobs of the call opened (a live card): planned only when
+# the call already has a job for that adapter, so calls seen only at their end cost nothing.
+CLOSING_ACTIONS = frozenset({"over"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,15 +156,22 @@ class EventWriter:
             jobs: list[tuple[Any, ...]] = []
             results: list[Stored] = []
             adapters: set[str] = set()
+            opened: set[tuple[str, str, str]] = set()  # (domain, uuid, adapter) with a job
             for ev in events:
                 event_id = inserted.pop(ev.key, None)  # pop: a repeat within the batch is a dup
                 if event_id is None:
                     results.append(Stored(None, True, 0))
                     continue
+                made = 0
                 for adapter, action in planned[ev.event]:
+                    call = (ev.domain, ev.uuid, adapter)
+                    if action in CLOSING_ACTIONS and not _has_jobs(conn, call, opened):
+                        continue
                     jobs.append((event_id, adapter, action, now, now, now))
                     adapters.add(adapter)
-                results.append(Stored(event_id, False, len(planned[ev.event])))
+                    opened.add(call)
+                    made += 1
+                results.append(Stored(event_id, False, made))
             if jobs:
                 conn.executemany(
                     "INSERT INTO jobs (event_id, adapter, action, due_at, created_at, updated_at)"
@@ -172,6 +181,20 @@ class EventWriter:
             return results, adapters
 
         return await self._db.run(in_transaction(write))
+
+
+def _has_jobs(
+    conn: sqlite3.Connection, call: tuple[str, str, str], opened: set[tuple[str, str, str]]
+) -> bool:
+    """Whether the call already has a job for the adapter (stored, or earlier in this batch)."""
+    if call in opened:
+        return True
+    row = conn.execute(
+        "SELECT 1 FROM events e JOIN jobs j ON j.event_id = e.id"
+        " WHERE e.domain = ? AND e.uuid = ? AND j.adapter = ? LIMIT 1",
+        call,
+    ).fetchone()
+    return row is not None
 
 
 async def call_events(db: Database, domain: str, uuid: str) -> set[str]:
