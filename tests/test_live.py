@@ -14,7 +14,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from adapters.local import LIVE_FEED, live_calls
+from adapters.local.adapter import LIVE_FEED, live_calls
 from bridge.adapter.contract import LIVE_ACTIONS, supports
 from bridge.adapter.ratelimit import TokenBucket, first_turn
 from bridge.deliver.worker import LANES
@@ -284,7 +284,7 @@ async def test_local_keeps_calls_in_progress(tmp_path: Path, clock):
 
 def test_documented_shapes_are_json() -> None:
     # The live document keeps the version "1" discipline: extra fields only.
-    from adapters.webhook import live_call_document
+    from adapters.http.adapter import live_call_document
     from bridge.call import build_call
     from bridge.phones import NumberParser
 

@@ -388,7 +388,7 @@ async def test_call(request: web.Request) -> web.Response:
               body["domain"], body["uuid"], "call_end", body, False)  # fmt: skip
     ok, answer = True, ""
     try:
-        answer = await delivery.workers[name].pipeline.run(job)
+        answer = (await delivery.workers[name].pipeline.run(job)).result  # Delivered | Skipped
     except DeliveryError as exc:
         ok, answer = False, exc.reason
     except Exception as exc:  # what the CRM did is shown, never a 500

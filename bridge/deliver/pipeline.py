@@ -11,7 +11,9 @@ from typing import Any
 
 from bridge.adapter.contract import (
     CARD_ACTIONS,
+    CREATE_CONTACT,
     CREATE_TASK,
+    FIND_CONTACT,
     LIVE_ACTIONS,
     LOG_CALL,
     RINGING,
@@ -21,7 +23,10 @@ from bridge.adapter.contract import (
     Contact,
     FollowUp,
     LiveCall,
+    NewContact,
+    capabilities,
 )
+from bridge.adapter.outcomes import Delivered, Outcome, Skipped
 from bridge.call import CALL_ANSWERED, CALL_OVER_EVENTS, Call, build_call
 from bridge.deliver.contacts import ContactCache
 from bridge.onlinepbx.links import RecordingLinks
@@ -35,7 +40,6 @@ from bridge.store.state import CallState, call_key
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
-SKIPPED = "skipped: "
 LIVE_MAX_AGE = 60.0  # seconds after its webhook a card is still worth showing
 LIVE_DONE = "live.{action}.{event}"  # CallState: a live action already done for this event
 
@@ -71,6 +75,10 @@ class Pipeline:
         self._links = links  # None: adapters get onlinePBX's own (30-minute) recording link
         self._contacts = ContactCache(settings.contact_cache_seconds, clock)
         self.live_max_age = live_max_age
+        # Capabilities by presence: an adapter without contact methods still logs every call.
+        can = capabilities(adapter)
+        self._finds = FIND_CONTACT in can
+        self._creates = CREATE_CONTACT in can
 
     def skip_reason(self, call: Call, action: str) -> str | None:
         """Why this call causes nothing for this adapter (None: it does)."""
@@ -89,20 +97,20 @@ class Pipeline:
             return f"talk time {call.talk_seconds}s under min_talk_seconds"
         return None
 
-    async def run(self, job: Job) -> str:
-        """Deliver ``job``; returns the CRM id (or why it was skipped). Raises DeliveryError."""
+    async def run(self, job: Job) -> Outcome:
+        """Deliver ``job``: what the CRM holds now, or why nothing. Raises DeliveryError."""
         call = build_call(job.payload, self._parser, recovered=job.recovered)
         if self._links is not None:
             call = self._links.apply(call, self._clock())
         reason = self.skip_reason(call, job.action)
         if reason:
-            return SKIPPED + reason
+            return Skipped(reason)
         state = CallState(self._db, self.name, call_key(job.domain, job.uuid), self._clock)
         if job.action in LIVE_ACTIONS:
             return await self._live(job, call, state)
         already = await state.get(job.action)
         if already is not None:
-            return already
+            return Delivered(already)
         contact = await self._contact(call, state)
         users = self.settings.users
         mapped = users.get(call.extension) if call.extension else None
@@ -130,9 +138,11 @@ class Pipeline:
             )
             created = await self.adapter.create_task(task)
         else:
-            return SKIPPED + f"unknown action {job.action}"
+            return Skipped(f"unknown action {job.action}")
+        if isinstance(created, Skipped):
+            return created  # not remembered: nothing was created
         await state.put(job.action, str(created))
-        return str(created)
+        return Delivered(str(created))
 
     async def card_useless(self, job: Job) -> str | None:
         """Why a card job (``ringing``/``answered``) would show nothing worth seeing now."""
@@ -150,17 +160,17 @@ class Pipeline:
             return "the call was already answered"
         return None
 
-    async def _live(self, job: Job, call: Call, state: CallState) -> str:
+    async def _live(self, job: Job, call: Call, state: CallState) -> Outcome:
         if job.action in CARD_ACTIONS:
             why = await self.card_useless(job)
             if why:
-                return SKIPPED + why
+                return Skipped(why)
             if call.extension is None:
-                return SKIPPED + "no extension rings (the call has not reached a user yet)"
+                return Skipped("no extension rings (the call has not reached a user yet)")
         done_key = LIVE_DONE.format(action=job.action, event=job.event)
         already = await state.get(done_key)
         if already is not None:
-            return already
+            return Delivered(already)
         mapped = self.settings.users.get(call.extension) if call.extension else None
         live = LiveCall(
             call=call,
@@ -169,15 +179,17 @@ class Pipeline:
             contact=await self._live_contact(call, state, lookup=job.action in CARD_ACTIONS),
             state=state,
         )
-        done = str(await getattr(self.adapter, job.action)(live))
-        await state.put(done_key, done)
-        return done
+        done = await getattr(self.adapter, job.action)(live)
+        if isinstance(done, Skipped):
+            return done  # not remembered: a later try (or event) may still do it
+        await state.put(done_key, str(done))
+        return Delivered(str(done))
 
     async def _live_contact(self, call: Call, state: CallState, *, lookup: bool) -> Contact | None:
         """What is known about the number without creating anything (creation is the
         post-call policy's); a CRM lookup only for a card of an adapter that wants one
         (``live_lookup``)."""
-        if not self.adapter.supports_contacts or call.client is None:
+        if not self._finds or call.client is None:
             return None
         remembered = await state.get(CONTACT_KEY)
         if remembered is not None:
@@ -185,24 +197,33 @@ class Pipeline:
         if not (lookup and self.adapter.live_lookup):
             return self._contacts.peek(call.client)
         async with self._contacts.number(call.client):
-            return await self._contacts.find(call.client, self.adapter.find_contact)
+            return await self._contacts.find(call.client, self.adapter.find_contact)  # type: ignore[attr-defined]
 
     def _may_create(self, call: Call) -> bool:
         policy = self.settings.create_contacts
         return policy == "always" or (policy == "inbound" and call.direction == "inbound")
 
     async def _contact(self, call: Call, state: CallState) -> Contact | None:
-        if not self.adapter.supports_contacts or call.client is None:
+        if not (self._finds or self._creates) or call.client is None:
             return None
         remembered = await state.get(CONTACT_KEY)
         if remembered is not None:
             return Contact(**json.loads(remembered))
         async with self._contacts.number(call.client):
-            contact = await self._contacts.find(call.client, self.adapter.find_contact)
-            if contact is None and self._may_create(call):
+            contact = None
+            if self._finds:
+                find = self.adapter.find_contact  # type: ignore[attr-defined]
+                contact = await self._contacts.find(call.client, find)
+            if contact is None and self._creates and self._may_create(call):
                 mapped = self.settings.users.get(call.extension) if call.extension else None
-                contact = await self.adapter.create_contact(
-                    call.client, mapped or self.settings.default_user, call
+                contact = await self.adapter.create_contact(  # type: ignore[attr-defined]
+                    NewContact(
+                        phone=call.client,
+                        name=self._texts.render("contact_name", call),
+                        owner_id=mapped or self.settings.default_user,
+                        call=call,
+                        state=state,
+                    )
                 )
                 self._contacts.created(call.client, contact)
                 # Remembered at once: a retry of a later step must not create a second contact.

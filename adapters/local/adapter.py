@@ -25,8 +25,8 @@ from bridge.adapter import (
     Contact,
     FollowUp,
     LiveCall,
+    NewContact,
 )
-from bridge.call import Call
 from bridge.phones import Phone
 from bridge.store.db import Database
 
@@ -113,10 +113,6 @@ class LocalSettings(AdapterSettings):
     rate_limit: float = 0.0  # no remote service to protect
 
 
-def _key(call: Call) -> str:
-    return f"{call.domain}/{call.uuid}"
-
-
 class LocalAdapter(Adapter):
     Settings = LocalSettings
 
@@ -136,14 +132,19 @@ class LocalAdapter(Adapter):
         )
         return None if row is None else Contact(row[0], row[1], row[2])
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        name = self.ctx.texts.render("contact_name", call)
+    async def create_contact(self, new: NewContact) -> Contact:
         await self._db.write(
             "INSERT OR IGNORE INTO local_contacts (id, phone, name, owner_id, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (uuidlib.uuid4().hex[:12], phone.e164, name, owner_id, call.ended_at.isoformat()),
+            (
+                uuidlib.uuid4().hex[:12],
+                new.phone.e164,
+                new.name,
+                new.owner_id,
+                new.call.ended_at.isoformat(),
+            ),
         )
-        found = await self.find_contact(phone)
+        found = await self.find_contact(new.phone)
         assert found is not None
         return found
 
@@ -155,10 +156,10 @@ class LocalAdapter(Adapter):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
             (
-                _key(c),
+                c.key,
                 c.uuid,
                 c.direction,
-                c.client.e164 if c.client else c.client_raw,
+                c.client_number,
                 c.extension,
                 c.gateway,
                 c.started_at.isoformat(),
@@ -179,9 +180,9 @@ class LocalAdapter(Adapter):
             " user_id, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
             (
-                _key(c),
+                c.key,
                 c.uuid,
-                c.client.e164 if c.client else c.client_raw,
+                c.client_number,
                 task.title,
                 task.description,
                 task.due_at.isoformat(),
@@ -196,7 +197,7 @@ class LocalAdapter(Adapter):
     async def _live_row(self, live: LiveCall) -> dict[str, Any]:
         row = await self._db.fetchone(
             "SELECT ringing, state, answered_by FROM local_live_calls WHERE call_key = ?",
-            (_key(live.call),),
+            (live.call.key,),
         )
         if row is None:
             return {"ringing": [], "state": "ringing", "answered_by": None}
@@ -214,7 +215,7 @@ class LocalAdapter(Adapter):
             " contact_name = COALESCE(excluded.contact_name, contact_name),"
             " updated_at = excluded.updated_at",
             (
-                _key(c),
+                c.key,
                 c.uuid,
                 c.direction,
                 c.client.e164 if c.client else c.client_raw,
@@ -249,11 +250,26 @@ class LocalAdapter(Adapter):
     async def over(self, live: LiveCall) -> str:
         rows = await self._db.write(
             "DELETE FROM local_live_calls WHERE call_key = ? RETURNING call_key",
-            (_key(live.call),),
+            (live.call.key,),
         )
         if rows:
             LIVE_FEED.bump()
         return "over" if rows else "over: was not shown"
+
+    @staticmethod
+    async def list_calls(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge calls`` shows."""
+        return await list_calls(db, limit)
+
+    @staticmethod
+    async def list_tasks(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge tasks`` shows."""
+        return await list_tasks(db, limit)
+
+    @staticmethod
+    async def live_calls(db: Database, now: float | None = None) -> list[dict[str, Any]]:
+        """The calls in progress (see :func:`live_calls`)."""
+        return await live_calls(db, now)
 
     async def check(self) -> CheckResult:
         await self.setup()
