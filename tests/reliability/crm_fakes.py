@@ -309,7 +309,11 @@ class FakePipedrive(_Fake):
         if path == "/v1/callLogs":
             return relay(pd.call_log(f"call-{self.records.new()}", **body))
         if path == "/api/v2/activities":
+            if "person_id" in body:  # read-only in v2, as the live API answers
+                return relay(pd.error(400, pd.READ_ONLY_MESSAGE.format(field="person_id")))
             return relay(pd.activity(self.records.new(), **body))
+        if path == "/api/v2/deals":  # a person's open deals: none here
+            return relay(pd.ok([], additional_data={"next_cursor": None}))
         if path == "/v1/users/me":
             me = {"id": 1, "name": "Admin", "company_name": "Rel", "company_domain": "rel"}
             return relay(pd.ok(me))
