@@ -9,9 +9,11 @@ MANIFEST = Manifest(
     summary="POSTs a versioned JSON document per call log and task (and call.ringing /"
     " call.answered while a call goes on), signed per Standard Webhooks",
     idempotency_key="webhook-id",  # stable per call and kind: the receiver drops a repeat
+    deduplicates=True,
+    lists_users=False,
     capabilities=frozenset({"log_call", "create_task", "check", "ringing", "answered"}),
     docs="docs/HTTP_ADAPTER.md",
     fake="tests.reliability.fakes:HttpReceiver",
-    fake_table="tests.reliability.targets:_http_table",
+    fake_table="tests.reliability.fakes:http_table",
     fake_secrets=("secret",),
 )

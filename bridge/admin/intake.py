@@ -29,6 +29,7 @@ log = structlog.get_logger("bridge.admin")
 
 FLUSH_SECONDS = 2.0
 INDEX_PAUSE = 0.05  # between indexing chunks while catching up
+PRUNE_EVERY = 3600.0  # drop index entries of events retention deleted, this often
 MAX_BUFFERED = 500  # refusals held between flushes; beyond that only the count grows
 DETAIL_CHARS = 200
 
@@ -72,7 +73,7 @@ async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
     await queries.ensure_schema(db)
 
     async def loop() -> None:
-        behind = False
+        behind, last_prune = False, 0.0
         while True:
             # While the search index is behind (a first start on a big file), catch up in
             # short transactions with small pauses, so webhooks keep getting the lock.
@@ -80,6 +81,9 @@ async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 await intake.flush(db)
                 behind = await queries.index_calls(db) >= queries.INDEX_CHUNK
+                if not behind and time.monotonic() - last_prune > PRUNE_EVERY:
+                    last_prune = time.monotonic()
+                    await queries.prune_index(db)
             except StorageError as exc:
                 log.warning("could not save webhook intake counters", error=str(exc))
 

@@ -189,6 +189,31 @@ async def index_calls(db: Database, chunk: int = INDEX_CHUNK) -> int:
     return await db.run(in_transaction(partial(_index_some, chunk=chunk)))
 
 
+def _prune_index(conn: sqlite3.Connection, chunk: int) -> int:
+    first = conn.execute("SELECT MIN(id) FROM events").fetchone()[0]
+    if first is None:
+        first = conn.execute(
+            "SELECT COALESCE(MAX(event_id), 0) + 1 FROM admin_call_index"
+        ).fetchone()[0]
+    return conn.execute(
+        "DELETE FROM admin_call_index WHERE (key, event_id) IN (SELECT key, event_id"
+        " FROM admin_call_index WHERE event_id < ? LIMIT ?)",
+        (first, chunk),
+    ).rowcount
+
+
+async def prune_index(db: Database, chunk: int = INDEX_CHUNK) -> int:
+    """Drop index entries of events retention has deleted (older than the oldest event);
+    one short transaction per ``chunk`` rows. How many were dropped."""
+    dropped = 0
+    while True:
+        n = await db.run(in_transaction(partial(_prune_index, chunk=chunk)))
+        dropped += n
+        if n < chunk:
+            return dropped
+        await asyncio.sleep(0)
+
+
 # --- time windows -------------------------------------------------------------------------
 
 
