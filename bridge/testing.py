@@ -4,7 +4,8 @@
     job = await harness.deliver(sample("call_end"))   # → the job after one attempt
     assert job.status == "done"
 
-The real pipeline, worker bookkeeping and SQLite file are used; only the clock is yours,
+The real pipeline, worker bookkeeping and storage (a SQLite file, or the PostgreSQL named by
+``storage={"url": …}``) are used; only the clock is yours,
 the adapter's ``rate_limit`` defaults to 0 (unlimited) so tests never sleep, and
 ``contact_cache_seconds`` to 0 so each delivery exercises the adapter's own lookup.
 """
@@ -16,15 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.adapter.contract import LIVE_ACTIONS, Adapter
+from bridge.adapter.contract import Adapter
 from bridge.deliver.service import Delivery, job_planner
 from bridge.deliver.worker import AdapterWorker
 from bridge.metrics import Metrics
 from bridge.registry import configured
 from bridge.settings import Settings
-from bridge.store.db import Database
-from bridge.store.events import EventWriter, IncomingEvent
-from bridge.store.outbox import Job, Outbox
+from bridge.store import EventWriter, IncomingEvent, Job, Outbox, Storage, open_storage
 
 
 class FakeClock:
@@ -51,7 +50,7 @@ def plain_schedule(schedule: dict[str, Any] | None) -> dict[str, Any]:
 
 class AdapterHarness:
     def __init__(
-        self, db: Database, delivery: Delivery, writer: EventWriter, outbox: Outbox, name: str
+        self, db: Storage, delivery: Delivery, writer: EventWriter, outbox: Outbox, name: str
     ) -> None:
         self.db = db
         self.delivery = delivery
@@ -83,7 +82,7 @@ class AdapterHarness:
         table = {"rate_limit": 0, "contact_cache_seconds": 0, **table}
         settings["schedule"] = plain_schedule(settings.get("schedule"))
         s = Settings(adapters={name: table}, storage={"path": tmp_path / f"{name}.db"}, **settings)
-        db = await Database.open(s.storage.path)
+        db = await open_storage(s.storage)
         adapters = configured(s.adapters)
         delivery = Delivery.build(adapters, s, db, Metrics(), clock)
         for adapter in delivery.adapters:
@@ -97,35 +96,18 @@ class AdapterHarness:
         )
 
     async def attempt(self) -> list[Job]:
-        """Claim every due job of this adapter, run each once; return them as booked.
-
-        Jobs of one call are claimed in event order, one at a time (the next is held back
-        while the previous is pending and due), so this claims again until nothing new is due.
-        """
-        done: list[int] = []
-        while True:
-            jobs = []
-            for job in await self.outbox.claim(self.name, 1000):
-                if job.id in done:  # retried "now": it ran once here, put it back
-                    await self.outbox.release(job.id)
-                else:
-                    jobs.append(job)
-            if not jobs:
-                break
-            for job in jobs:
-                await self.worker.process(job)
-                done.append(job.id)
-        return [j for j in [await self.outbox.get(job_id) for job_id in done] if j]
+        """Claim every due job of this adapter, run each once; return them as booked."""
+        jobs = await self.outbox.claim(self.name, 1000)
+        for job in jobs:
+            await self.worker.process(job)
+        return [j for j in [await self.outbox.get(job.id) for job in jobs] if j]
 
     async def deliver(self, payload: dict[str, str]) -> Job:
-        """Store one event and run its jobs once; its one post-call job (or its one live
-        job, for a live event) as booked afterwards."""
+        """Store one event and run its job once; the job as booked afterwards."""
         await self.store(payload)
         jobs = await self.attempt()
-        post = [j for j in jobs if j.action not in LIVE_ACTIONS]
-        found = post or jobs
-        assert len(found) == 1, f"expected one job, got {[j.action for j in jobs]}"
-        return found[0]
+        assert len(jobs) == 1, f"expected one job, got {len(jobs)}"
+        return jobs[0]
 
     async def close(self) -> None:
         await self.delivery.stop(0)

@@ -14,10 +14,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from adapters.local.adapter import LIVE_FEED, live_calls
 from bridge.adapter.contract import LIVE_ACTIONS, supports
 from bridge.adapter.ratelimit import TokenBucket, first_turn
-from bridge.deliver.worker import LANES
 from bridge.registry import adapter_class
 from bridge.samples import sample
 from bridge.testing import AdapterHarness
@@ -62,7 +60,7 @@ def documents(route: Any) -> list[dict[str, Any]]:
 
 
 async def statuses(h: AdapterHarness) -> list[tuple[str, str, str, str | None]]:
-    rows = await h.db.fetchall(
+    rows = await h.db.db.fetchall(
         "SELECT e.event, j.action, j.status, j.result FROM jobs j JOIN events e"
         " ON e.id = j.event_id ORDER BY j.id"
     )
@@ -72,9 +70,8 @@ async def statuses(h: AdapterHarness) -> list[tuple[str, str, str, str | None]]:
 async def test_capability_by_presence_and_default_events() -> None:
     assert all(supports(adapter_class("http"), a) for a in ("ringing", "answered"))
     assert not supports(adapter_class("http"), "over")  # log_call closes its screen pop
-    assert all(supports(adapter_class("local"), a) for a in LIVE_ACTIONS)
     assert not any(supports(adapter_class("hubspot"), a) for a in LIVE_ACTIONS)
-    assert set(adapter_class("local").Settings().events) >= set(LIVE_ACTIONS)
+    assert set(adapter_class("http").Settings.model_fields["events"].default) >= set(LIVE_ACTIONS)
 
 
 async def test_ring_group_each_extension_rings_once_signed(http_harness, no_unmocked_http, clock):
@@ -129,40 +126,6 @@ async def test_out_of_order_a_ring_after_the_end_or_answer_shows_nothing(
     await h.attempt()
     assert (await statuses(h))[-1][3].startswith("skipped: the call is already over")
     assert [d["type"] for d in documents(route)] == ["call.answered"]
-
-
-async def test_jobs_of_one_call_run_in_event_order_never_two_at_once(
-    http_harness, no_unmocked_http, clock
-):
-    no_unmocked_http.post(HOOK).mock(return_value=httpx.Response(200))
-    h = await http_harness()
-    # Arrival order: end, answer, ring (all out of order), plus another call's ring.
-    await h.store(
-        dict(
-            sample("call_end", UUID, clock()),
-            direction="inbound",
-            caller="79221111123",
-            callee="101",
-        )
-    )
-    await h.store(inbound("call_answered", "101", clock()))
-    await h.store(inbound("call_user_start", "101", clock()))
-    await h.store(dict(inbound("call_user_start", "104", clock()), uuid="other"))
-    lanes = {"live_limit": 10, "lanes": LANES}
-    first = await h.outbox.claim("hook", 10, **lanes)
-    # One job of each call: the ring (earliest in the call), and the other call's ring.
-    assert sorted((j.uuid, j.action) for j in first) == [
-        ("live-0001-4aag-b000-000000000001", "ringing"),
-        ("other", "ringing"),
-    ]
-    assert await h.outbox.claim("hook", 10, **lanes) == []  # the rest wait for them
-    for job in first:
-        await h.worker.process(job)
-    second = await h.outbox.claim("hook", 10, **lanes)
-    assert [j.action for j in second] == ["answered"]
-    await h.worker.process(second[0])
-    third = await h.outbox.claim("hook", 10, **lanes)
-    assert [j.action for j in third] == ["log_call"]
 
 
 async def test_a_stale_card_is_skipped(http_harness, no_unmocked_http, clock):
@@ -220,20 +183,6 @@ async def test_filters_apply_to_live_actions(http_harness, no_unmocked_http, clo
     assert route.calls.call_count == 0
 
 
-async def test_the_fast_lane_claims_live_jobs_before_a_backlog(tmp_path: Path, clock):
-    h = await AdapterHarness.open(tmp_path, "local", {}, clock=clock)
-    try:
-        for i in range(50):  # a backlog of post-call jobs, due long ago
-            await h.store(sample("call_end", f"old-{i}", clock() - 3600))
-        await h.db.write("UPDATE jobs SET due_at = 0")
-        await h.store(inbound("call_user_start", "101", clock()))
-        jobs = await h.outbox.claim("local", 2, live_limit=2, lanes=LANES)
-        assert [j.action for j in jobs] == ["ringing", "log_call", "log_call"]
-        assert jobs[0].uuid == UUID  # the card first, then the backlog in its order
-    finally:
-        await h.close()
-
-
 async def test_first_turn_requests_overtake_waiting_ones() -> None:
     bucket = TokenBucket(rate=20.0)  # one request each 50 ms
     order: list[str] = []
@@ -255,33 +204,6 @@ async def test_first_turn_requests_overtake_waiting_ones() -> None:
     assert order[:2] == ["post0", "card"]
 
 
-async def test_local_keeps_calls_in_progress(tmp_path: Path, clock):
-    h = await AdapterHarness.open(tmp_path, "local", {"users": {"101": "anna"}}, clock=clock)
-    try:
-        seen = LIVE_FEED.version
-        await h.store(inbound("call_user_start", "101", clock()))
-        await h.store(inbound("call_user_start", "102", clock()))
-        await h.attempt()
-        assert LIVE_FEED.version > seen
-        (call,) = await live_calls(h.db, clock())
-        assert call["ringing"] == ["101", "102"] and call["state"] == "ringing"
-        assert call["client"] == "+79221111123"
-        await h.store(inbound("call_answered", "102", clock()))
-        await h.attempt()
-        (call,) = await live_calls(h.db, clock())
-        assert (call["state"], call["answered_by"]) == ("answered", "102")
-        waiter = asyncio.create_task(LIVE_FEED.wait(LIVE_FEED.version, timeout=5))
-        end = dict(sample("call_end", UUID, clock()), direction="inbound", caller="79221111123")
-        await h.store(end | {"callee": "102"})
-        await h.attempt()
-        assert await asyncio.wait_for(waiter, 1) > seen  # woken by the change
-        assert await live_calls(h.db, clock()) == []
-        logged = await h.db.fetchall("SELECT extension FROM local_calls")
-        assert [r[0] for r in logged] == ["102"]
-    finally:
-        await h.close()
-
-
 def test_documented_shapes_are_json() -> None:
     # The live document keeps the version "1" discipline: extra fields only.
     from adapters.http.adapter import live_call_document
@@ -301,27 +223,3 @@ def test_documented_shapes_are_json() -> None:
         "event_at",
     }
     json.dumps(doc)
-
-
-async def test_over_is_planned_only_for_calls_that_had_live_jobs(tmp_path: Path, clock):
-    h = await AdapterHarness.open(tmp_path, "local", {}, clock=clock)
-    try:
-        end = dict(sample("call_end", UUID, clock()), direction="inbound", caller="79221111123")
-        await h.store(dict(end, uuid="quiet"))  # no ring seen (box unticked): no `over`
-        await h.store(inbound("call_user_start", "101", clock()))
-        await h.store(end | {"callee": "101"})
-        rows = await statuses(h)
-        assert [(r[0], r[1]) for r in rows] == [
-            ("call_end", "log_call"),
-            ("call_user_start:101", "ringing"),
-            ("call_end", "over"),
-            ("call_end", "log_call"),
-        ]
-        # Old calls' `over` jobs wait behind a new ring: cards first in the fast lane.
-        await h.db.write("UPDATE jobs SET due_at = 0")
-        await h.store(dict(inbound("call_user_start", "102", clock()), uuid="new"))
-        jobs = await h.outbox.claim("local", 0, live_limit=2, lanes=LANES)
-        # (the old call's `over` waits for its own ring, which is due first)
-        assert [(j.uuid, j.action) for j in jobs] == [(UUID, "ringing"), ("new", "ringing")]
-    finally:
-        await h.close()

@@ -23,7 +23,7 @@ from bridge.admin import queries
 from bridge.background import background
 from bridge.keys import CLOCK, DB, INTAKE
 from bridge.redact import REDACTOR
-from bridge.store.db import Database, StorageError
+from bridge.store import Storage, StorageError
 
 log = structlog.get_logger("bridge.admin")
 
@@ -51,7 +51,7 @@ class Intake:
             text = REDACTOR(detail)[:DETAIL_CHARS]
             self._rejected.append((now, sender[:64], status, outcome, text))
 
-    async def flush(self, db: Database) -> None:
+    async def flush(self, db: Storage) -> None:
         counts, self._counts = self._counts, {}
         rejected = list(self._rejected)
         self._rejected.clear()
@@ -70,6 +70,12 @@ class Intake:
 async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
     """Creates the console's tables and flushes the intake counters in the background."""
     db, intake = app[DB], app[INTAKE]
+    if db.backend != "sqlite":
+        # Not SQLite: the console's tables are not on the storage ports yet (#16 moves
+        # bridge/admin/queries.py onto them); the counters stay in memory until then.
+        log.warning("webhook intake counters are not saved on this storage backend yet")
+        yield
+        return
     await queries.ensure_schema(db)
 
     async def loop() -> None:

@@ -33,10 +33,8 @@ from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
 from bridge.schedule import due_time
 from bridge.settings import ScheduleSettings
-from bridge.store.db import Database
-from bridge.store.events import call_events
-from bridge.store.outbox import Job
-from bridge.store.state import CallState, call_key
+from bridge.store import CallState, Job, Storage
+from bridge.store.state import call_key
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
@@ -55,7 +53,7 @@ class Pipeline:
         adapter: Adapter,
         settings: AdapterSettings,
         *,
-        db: Database,
+        storage: Storage,
         parser: NumberParser,
         texts: Texts,
         schedule: ScheduleSettings,
@@ -66,7 +64,7 @@ class Pipeline:
         self.name = name
         self.adapter = adapter
         self.settings = settings
-        self._db = db
+        self._storage = storage
         self._parser = parser
         self._texts = texts
         self._schedule = schedule
@@ -105,7 +103,7 @@ class Pipeline:
         reason = self.skip_reason(call, job.action)
         if reason:
             return Skipped(reason)
-        state = CallState(self._db, self.name, call_key(job.domain, job.uuid), self._clock)
+        state = CallState(self._storage, self.name, call_key(job.domain, job.uuid), self._clock)
         if job.action in LIVE_ACTIONS:
             return await self._live(job, call, state)
         already = await state.get(job.action)
@@ -152,13 +150,24 @@ class Pipeline:
         if age > self.live_max_age:
             limit = f"live_max_age_seconds {self.live_max_age:g}"
             return f"stale: the event is {age:.0f} s old ({limit})"
-        stored = await call_events(self._db, job.domain, job.uuid)
+        stored = await self._call_events(job)
         over = [e for e in CALL_OVER_EVENTS if e in stored]
         if over:
             return f"the call is already over ({over[0]} received)"
         if job.action == RINGING and CALL_ANSWERED in stored:
             return "the call was already answered"
         return None
+
+    async def _call_events(self, job: Job) -> set[str]:
+        """The events stored so far for the job's call (SQLite: one indexed read; a storage
+        without the SQL connection answers nothing, so only the age check applies there)."""
+        db = getattr(self._storage, "db", None)
+        if db is None:
+            return set()
+        rows = await db.fetchall(
+            "SELECT event FROM events WHERE domain = ? AND uuid = ?", (job.domain, job.uuid)
+        )
+        return {r[0] for r in rows}
 
     async def _live(self, job: Job, call: Call, state: CallState) -> Outcome:
         if job.action in CARD_ACTIONS:

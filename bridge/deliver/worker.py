@@ -1,14 +1,16 @@
 """One worker per adapter: claims due jobs, runs them, books the outcome.
 
 Workers are independent (own loop, own concurrency, own rate limiter), so one CRM being slow
-or down never delays another's jobs. A worker sleeps until it is woken by an insert or until
-its next job is due: there is no polling lag.
+or down never delays another's jobs. A worker sleeps until it is woken by an insert (on
+PostgreSQL also another replica's, through LISTEN/NOTIFY) or until its next job is due: there
+is no polling lag.
 
-Live jobs (``ringing``, ``answered``, ``over``) have a lane of their own: they are claimed
-first, into slots post-call jobs never fill, and their requests go ahead of any waiting
-post-call request in the adapter's rate limiter (same limit, first turn). A card job that
-fails is retried only while the card is still worth showing, and is then put aside as
-skipped, never dead.
+Across replicas an adapter is delivered by one process at a time: the worker claims only
+while it holds the adapter's lead (``Storage.try_lead``; on PostgreSQL a session advisory
+lock). That one lead keeps what is per process today true across replicas: the CRM's rate
+limit, the contact cache and its one-find-or-create-per-number, the OAuth refresh. A replica
+that dies loses the lead with its database session; another takes it within
+``LEAD_RETRY`` seconds, and the dead one's claimed jobs once their leases expire.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 
-from bridge.adapter.contract import CARD_ACTIONS, LIVE_ACTIONS, OVER
+from bridge.adapter.contract import CARD_ACTIONS, LIVE_ACTIONS
 from bridge.adapter.errors import Permanent, RetryLater
 from bridge.adapter.outcomes import SKIPPED_LABEL, Skipped
 from bridge.adapter.ratelimit import first_turn
@@ -28,19 +31,16 @@ from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.metrics import Metrics
 from bridge.redact import REDACTOR
-from bridge.store.db import StorageError
-from bridge.store.outbox import DEAD, DONE, PENDING, Job, Outbox
+from bridge.store import DEAD, DONE, PENDING, Job, Outbox, StorageError
 
 log = structlog.get_logger("bridge.deliver")
 
 MAX_IDLE = 60.0  # re-check the table at least this often (a clock jump, a CLI retry)
 REBOOK_EVERY = 1.0  # while outcomes wait to be booked, try the database this often
-BLOCKED_RECHECK = 1.0  # due jobs held back by their call's running job: woken when it ends
-# The fast lane, in claim order: cards first (a phone rings now), then closing them.
-LANES = (CARD_ACTIONS, (OVER,))
 LIVE_RETRY_MAX = 2.0  # seconds between tries of a card: it is useful for a minute at most
+LEAD_RETRY = 1.0  # a replica without an adapter's lead asks for it this often
 
-Booking = Callable[[], Awaitable[None]]
+Booking = Callable[[], Awaitable[bool | None]]
 
 
 class AdapterWorker:
@@ -63,7 +63,11 @@ class AdapterWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._live: set[asyncio.Task[None]] = set()  # the live lane's share of _inflight
+        self._running: dict[int, asyncio.Task[None]] = {}  # job id → its task (leases to renew)
+        self._lead = f"adapter:{self.name}"
+        self._leading = False
+        self._next_requeue = 0.0
+        self._renewer: asyncio.Task[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         # Outcomes the database refused to record (job id → the write and its status). The
@@ -76,6 +80,7 @@ class AdapterWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"worker:{self.name}")
+        self._renewer = asyncio.create_task(self._renew(), name=f"leases:{self.name}")
 
     def wake(self) -> None:
         self._wake.set()
@@ -91,29 +96,59 @@ class AdapterWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._renewer:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+        if self._leading:
+            with contextlib.suppress(StorageError):
+                await self._outbox.storage.resign(self._lead)
+
+    async def _renew(self) -> None:
+        """Keep the leases of the jobs this worker runs alive while their CRM calls last."""
+        every = self._outbox.storage.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            ids = [*self._running, *self._unbooked]
+            if ids:
+                try:
+                    await self._outbox.renew(ids)
+                except StorageError as exc:
+                    log.warning("could not renew job leases", adapter=self.name, error=str(exc))
+
+    async def _take_lead(self) -> bool:
+        """Hold this adapter's lead; on taking it, and then every half lease, requeue the
+        jobs whose worker died (expired leases)."""
+        storage = self._outbox.storage
+        leading = await storage.try_lead(self._lead)
+        if leading and not self._leading:
+            log.info("delivering this adapter", adapter=self.name, owner=storage.owner)
+        elif self._leading and not leading:
+            log.warning("lost this adapter's lead; another replica delivers it", adapter=self.name)
+        self._leading = leading
+        now = self._clock()
+        if leading and now >= self._next_requeue:
+            self._next_requeue = now + storage.lease_seconds / 2
+            requeued = await self._outbox.requeue_expired(self.name)
+            if requeued:
+                log.info("jobs whose worker died are pending again", count=requeued)
+        return leading
 
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self._concurrency - (len(self._inflight) - len(self._live))
-            free_live = self._concurrency - len(self._live)
+            free = self._concurrency - len(self._inflight)
             jobs: list[Job] = []
             try:
                 await self._rebook()
-                if free > 0 or free_live > 0:
-                    jobs = await self._outbox.claim(
-                        self.name,
-                        max(free, 0),
-                        live_limit=free_live,
-                        lanes=LANES,
-                    )
+                if not await self._take_lead():
+                    await asyncio.sleep(LEAD_RETRY)  # not woken by inserts: the leader is
+                    continue
+                if free > 0:
+                    jobs = await self._outbox.claim(self.name, free)
                 # Only a free slot waits for the next due job; a full worker is woken when
                 # one frees (skipping this query matters: every ingest commit wakes us).
-                next_due = None
-                if free > len(jobs):
-                    next_due = await self._outbox.next_due(self.name)
-                elif free_live > len(jobs):  # post-call slots full: only live jobs matter
-                    next_due = await self._outbox.next_due(self.name, LIVE_ACTIONS)
+                full = len(jobs) >= free
+                next_due = None if full else await self._outbox.next_due(self.name)
             except StorageError as exc:
                 log.error("outbox unavailable", adapter=self.name, error=str(exc))
                 await self._sleep(1.0)
@@ -121,22 +156,19 @@ class AdapterWorker:
             for job in jobs:
                 task = asyncio.create_task(self.process(job))
                 self._inflight.add(task)
-                if job.action in LIVE_ACTIONS:
-                    self._live.add(task)
-                task.add_done_callback(self._finished)
-            if jobs:
-                continue  # claim again: more may be due (the loop ends when nothing is)
+                self._running[job.id] = task
+                task.add_done_callback(partial(self._finished, job.id))
+            if jobs and len(self._inflight) < self._concurrency:
+                continue
             wait = REBOOK_EVERY if self._unbooked else MAX_IDLE
-            if next_due is not None:
-                # A due job that was not claimed waits for another job of its call to end
-                # (which wakes us); otherwise sleep until the next one is due.
-                until = next_due - self._clock()
-                wait = min(wait, BLOCKED_RECHECK if until <= 0 else until)
+            wait = min(wait, max(0.0, self._next_requeue - self._clock()))
+            if next_due is not None and len(self._inflight) < self._concurrency:
+                wait = min(wait, max(0.0, next_due - self._clock()))
             await self._sleep(wait)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, job_id: int, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._live.discard(task)
+        self._running.pop(job_id, None)
         self._wake.set()  # a slot is free
 
     async def _sleep(self, seconds: float) -> None:
@@ -239,19 +271,25 @@ class AdapterWorker:
         """Record an outcome; ``label`` is the jobs metric's status (e.g. skipped vs done)."""
         label = label or status
         try:
-            await write()
+            held = await write()
         except StorageError as exc:
             # Kept in memory and booked when the database is back (the job stays 'running'
             # meanwhile; if the process dies first, the next start takes the job again).
             self._unbooked[job_id] = (write, label)
             log.error("could not record job outcome; will retry", status=status, error=str(exc))
         else:
-            self._metrics.jobs.labels(self.name, label).inc()
+            self._booked(job_id, label, held)
+
+    def _booked(self, job_id: int, label: str, held: bool | None) -> None:
+        if held is False:  # the lease expired meanwhile and another worker took the job
+            log.warning("job outcome not recorded: its lease was lost", job_id=job_id)
+            return
+        self._metrics.jobs.labels(self.name, label).inc()
 
     async def _rebook(self) -> None:
         """Book the outcomes the database refused earlier; StorageError if it still does."""
         for job_id, (write, status) in list(self._unbooked.items()):
-            await write()
+            held = await write()
             del self._unbooked[job_id]
-            self._metrics.jobs.labels(self.name, status).inc()
+            self._booked(job_id, status, held)
             log.info("job outcome recorded after the database recovered", job_id=job_id)

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bridge.store.db import Database, StorageError, in_transaction
+from bridge.store.ports import StorageError
 
-MAX_BATCH = 400  # rows per multi-row INSERT, well under SQLite's variable limit
-USER_START = "call_user_start"
-# Actions that close what earlier jobs of the call opened (a live card): planned only when
-# the call already has a job for that adapter, so calls seen only at their end cost nothing.
-CLOSING_ACTIONS = frozenset({"over"})
+if TYPE_CHECKING:
+    from bridge.store.ports import Storage
+
+MAX_BATCH = 400  # events per transaction (one multi-row INSERT on SQLite)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +36,10 @@ class IncomingEvent:
         """The ``events.event`` value. A ring group sends one ``call_user_start`` per ringing
         extension under one uuid, so that event is stored (and deduplicated) per extension:
         ``call_user_start:102``; a repeat for the same extension is still a duplicate."""
-        if self.event == USER_START:
+        if self.event == "call_user_start":
             callee = str(self.payload.get("callee") or "").strip()
             if callee:
-                return f"{USER_START}:{callee}"
+                return f"call_user_start:{callee}"
         return self.event
 
     @property
@@ -64,12 +61,12 @@ JobPlanner = Callable[[str], list[tuple[str, str]]]
 class EventWriter:
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         plan_jobs: JobPlanner,
         on_jobs: Callable[[set[str]], None] = lambda adapters: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._db = db
+        self._storage = storage
         self._plan_jobs = plan_jobs
         self._on_jobs = on_jobs
         self._clock = clock
@@ -130,76 +127,6 @@ class EventWriter:
     async def _write(
         self, batch: list[tuple[IncomingEvent, asyncio.Future[Stored]]]
     ) -> tuple[list[Stored], set[str]]:
-        now = self._clock()
         events = [ev for ev, _ in batch]
         planned = {ev.event: self._plan_jobs(ev.event) for ev in events}
-        values = ",".join("(?, ?, ?, ?, ?, ?)" for _ in events)
-        params: list[Any] = []
-        for ev in events:
-            params += [
-                ev.domain,
-                ev.uuid,
-                ev.stored_event,
-                json.dumps(ev.payload, ensure_ascii=False, separators=(",", ":")),
-                now,
-                int(ev.recovered),
-            ]
-        sql = (
-            "INSERT INTO events (domain, uuid, event, payload, received_at, recovered) "
-            f"VALUES {values} ON CONFLICT (domain, uuid, event) DO NOTHING "
-            "RETURNING id, domain, uuid, event"
-        )
-
-        def write(conn: sqlite3.Connection) -> tuple[list[Stored], set[str]]:
-            # Plain sqlite3 on the writer thread: the whole batch is one hop (see db.py).
-            inserted = {(r[1], r[2], r[3]): r[0] for r in conn.execute(sql, params).fetchall()}
-            jobs: list[tuple[Any, ...]] = []
-            results: list[Stored] = []
-            adapters: set[str] = set()
-            opened: set[tuple[str, str, str]] = set()  # (domain, uuid, adapter) with a job
-            for ev in events:
-                event_id = inserted.pop(ev.key, None)  # pop: a repeat within the batch is a dup
-                if event_id is None:
-                    results.append(Stored(None, True, 0))
-                    continue
-                made = 0
-                for adapter, action in planned[ev.event]:
-                    call = (ev.domain, ev.uuid, adapter)
-                    if action in CLOSING_ACTIONS and not _has_jobs(conn, call, opened):
-                        continue
-                    jobs.append((event_id, adapter, action, now, now, now))
-                    adapters.add(adapter)
-                    opened.add(call)
-                    made += 1
-                results.append(Stored(event_id, False, made))
-            if jobs:
-                conn.executemany(
-                    "INSERT INTO jobs (event_id, adapter, action, due_at, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    jobs,
-                )
-            return results, adapters
-
-        return await self._db.run(in_transaction(write))
-
-
-def _has_jobs(
-    conn: sqlite3.Connection, call: tuple[str, str, str], opened: set[tuple[str, str, str]]
-) -> bool:
-    """Whether the call already has a job for the adapter (stored, or earlier in this batch)."""
-    if call in opened:
-        return True
-    row = conn.execute(
-        "SELECT 1 FROM events e JOIN jobs j ON j.event_id = e.id"
-        " WHERE e.domain = ? AND e.uuid = ? AND j.adapter = ? LIMIT 1",
-        call,
-    ).fetchone()
-    return row is not None
-
-
-async def call_events(db: Database, domain: str, uuid: str) -> set[str]:
-    """The events stored so far for one call (``call_user_start`` qualified per extension)."""
-    rows = await db.fetchall(
-        "SELECT event FROM events WHERE domain = ? AND uuid = ?", (domain, uuid)
-    )
-    return {r[0] for r in rows}
+        return await self._storage.append(events, planned, self._clock())

@@ -373,7 +373,7 @@ def test_admin_settings_refuse_weak_values(bad, tmp_path):
 
 async def test_search_uses_the_background_index(console_settings, start_bridge, monkeypatch):
     from bridge.admin import intake, queries
-    from bridge.store.db import Database
+    from bridge.store.sqlite import SQLiteStorage
 
     monkeypatch.setattr(intake, "PRUNE_EVERY", 1e12)  # only this test prunes
 
@@ -382,10 +382,10 @@ async def test_search_uses_the_background_index(console_settings, start_bridge, 
     wanted = {**sample("call_end"), "callee": "+7 (916) 765-43-21"}
     assert (await client.post(WEBHOOK, data=wanted)).status == 200
     assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
-    db = await Database.open(settings.storage.path)
+    db = await SQLiteStorage.open(settings.storage.path)
     try:
         await queries.index_calls(db)  # (the app's own loop may have done it already)
-        keys = {r[0] for r in await db.fetchall("SELECT key FROM admin_call_index")}
+        keys = {r[0] for r in await db.db.fetchall("SELECT key FROM admin_call_index")}
         assert "p:9167654321" in keys and f"u:{wanted['uuid']}" in keys
         # Everything is indexed: the scan covers no event, so these hits come from the index.
         for q in ("89167654321", wanted["uuid"]):
@@ -394,10 +394,10 @@ async def test_search_uses_the_background_index(console_settings, start_bridge, 
             assert wanted["uuid"] in text, q
         assert await queries.index_calls(db) == 0
         # Retention deleted the first event: its index entries go, the second's stay.
-        await db.write("DELETE FROM jobs WHERE event_id = 1")
-        await db.write("DELETE FROM events WHERE id = 1")
+        await db.db.write("DELETE FROM jobs WHERE event_id = 1")
+        await db.db.write("DELETE FROM events WHERE id = 1")
         assert await queries.prune_index(db, chunk=1) == 2  # its number and its uuid
-        left = {r[0] for r in await db.fetchall("SELECT event_id FROM admin_call_index")}
+        left = {r[0] for r in await db.db.fetchall("SELECT event_id FROM admin_call_index")}
         assert left == {2}
     finally:
         await db.close()
