@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from bridge.deliver.service import Delivery, job_planner
-from bridge.keys import CLOCK, DB, DELIVERY, LINKS, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.keys import CLOCK, DB, DELIVERY, LINKS, METRICS, SETTINGS, TOKEN, TOKEN_NEW, WRITER
 from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
@@ -36,11 +36,12 @@ ADAPTERS = web.AppKey("adapters", list[ConfiguredAdapter])
 
 
 async def webhook_token(db: Database, settings: Settings) -> tuple[str, bool]:
-    """The configured token, else the one generated on first start; (token, generated)."""
+    """The configured token, else the one generated on first start; (token, generated now)."""
     if settings.server.webhook_token is not None:
         return settings.server.webhook_token.get_secret_value(), False
-    token = await db.set_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
-    return token, True
+    fresh = secrets.token_urlsafe(24)
+    token = await db.set_meta_if_absent("webhook_token", fresh)
+    return token, token == fresh
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
@@ -49,9 +50,10 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms
     )
     app[DB] = db
-    token, _generated = await webhook_token(db, settings)
+    token, generated = await webhook_token(db, settings)
     REDACTOR.add(token)
     app[TOKEN] = token
+    app[TOKEN_NEW] = generated
     requeued = await Outbox(db, app[CLOCK]).requeue_running()
     if requeued:
         log.info("jobs left running by the previous process are pending again", count=requeued)

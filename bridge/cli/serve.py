@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bridge.app import create_app, webhook_token
 from bridge.cli.base import Commands, webhook_url, with_db
+from bridge.receive import server
 from bridge.settings import Settings
 from bridge.store.db import Database
 
@@ -27,12 +28,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
 
     async def banner(app: web.Application) -> None:
-        from bridge.keys import TOKEN
+        from bridge.keys import TOKEN, TOKEN_NEW
 
-        token = app[TOKEN]
         configured_token = settings.server.webhook_token is not None
-        shown = webhook_url(settings, "<server.webhook_token>" if configured_token else token)
-        # Printed to the terminal once, never into the structured log (which masks it).
+        if configured_token:
+            shown = webhook_url(settings, "<server.webhook_token>")
+        elif app[TOKEN_NEW] and sys.stderr.isatty():
+            # The URL holds the secret: shown once, on the start that made it, and only to a
+            # terminal (never into log files or `docker logs`); `webhook-url` shows it again.
+            shown = webhook_url(settings, app[TOKEN])
+        else:
+            shown = "run `pbx-bridge webhook-url` to see it (it holds the secret token)"
         print(
             f"\npbx-bridge is listening on {settings.server.host}:{settings.server.port}\n"
             f"  onlinePBX webhook URL: {shown}\n"
@@ -44,12 +50,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(banner)
-    web.run_app(
+    server.run(
         app,
-        host=settings.server.host,
-        port=settings.server.port,
-        print=None,
-        access_log=None,
+        settings.server.host,
+        settings.server.port,
         shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
     )
     return 0
