@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "local",
     "backfill",
     "send_sample",
+    "admin",
 )
 
 DESCRIPTION = (
