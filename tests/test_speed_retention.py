@@ -91,6 +91,8 @@ async def test_the_bridge_prunes_on_its_own(make_settings: Any, start_bridge: An
 
     await start_bridge(settings, clock=clock)  # the pruner runs at start, then hourly
     await until_empty(settings, "SELECT id FROM jobs")
+    # events go in the pruner's next transaction, just after the jobs
+    await until_empty(settings, "SELECT id FROM events WHERE event != 'call_start'")
     assert await rows(settings, "SELECT event FROM events") == [("call_start",)]
 
 

@@ -30,10 +30,22 @@ from bridge.call import Call
 DOCUMENT_VERSION = "1"
 
 
+SECRET_PATH = 16  # a path this long is a capability (Zapier/Make/n8n catch hooks): masked
+
+
 class HttpSettings(AdapterSettings):
-    url: str
+    # A secret: catch-hook URLs carry their key in the path, others a user:pass@ or a query.
+    url: SecretStr
     secret: SecretStr
     rate_limit: float = 10.0
+
+    def secrets(self) -> list[str]:
+        """Also the URL's parts that hold its secret, as they show up in error reasons."""
+        url = httpx.URL(self.url.get_secret_value())
+        parts = [url.password, url.query.decode("ascii", "replace") or None]
+        if len(url.path) >= SECRET_PATH:
+            parts.append(url.path)
+        return [*super().secrets(), *(p for p in parts if p)]
 
 
 def signing_key(secret: str) -> bytes:
@@ -79,7 +91,9 @@ class HttpAdapter(Adapter):
 
     def __init__(self, settings: HttpSettings, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        self._client = ctx.http_client(settings, settings.url)
+        self._url = settings.url.get_secret_value()
+        self._host = httpx.URL(self._url).host
+        self._client = ctx.http_client(settings, self._url)
 
     async def _post(self, kind: str, call: Call, body: dict[str, Any]) -> str:
         msg_id = (
@@ -102,10 +116,8 @@ class HttpAdapter(Adapter):
                 self.settings.secret.get_secret_value(), msg_id, timestamp, raw
             ),
         }
-        response = await self._client.request(
-            "POST", self.settings.url, content=raw, headers=headers
-        )
-        raise_for_status(response, f"POST {httpx.URL(self.settings.url).host}")
+        response = await self._client.request("POST", self._url, content=raw, headers=headers)
+        raise_for_status(response, f"POST {self._host}")
         return msg_id
 
     async def log_call(self, log: CallLog) -> str:
@@ -135,8 +147,8 @@ class HttpAdapter(Adapter):
         )
 
     async def check(self) -> CheckResult:
-        response = await self._client.request("OPTIONS", self.settings.url)
-        host = httpx.URL(self.settings.url).host
+        response = await self._client.request("OPTIONS", self._url)
+        host = self._host
         note = f"{host} answered OPTIONS with HTTP {response.status_code}"
         if response.status_code >= 500:
             raise_for_status(response, f"OPTIONS {host}")

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from bridge.receive import access
 from bridge.receive.throttle import MAX_TRACKED, BadTokenThrottle
 from bridge.receive.webhook import THROTTLE
+from bridge.registry import configured
 from bridge.samples import sample
 from tests.conftest import TOKEN, WEBHOOK, rows
 from tests.reliability.crm_fakes import TEMPLATES
@@ -239,3 +240,33 @@ async def test_no_secret_in_any_log_answer_page_or_cli_output(tmp_path: Path) ->
         assert secret not in logs, f"secret in the log: {secret[:4]}…"
         for text in seen:
             assert secret not in text, f"secret in an output: {text[:200]}"
+
+
+async def test_the_http_adapters_url_is_a_secret(
+    make_settings: Callable[..., Any],
+    start_bridge: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#12 item 13: a catch-hook URL (Zapier, Make, n8n) is its own key, and so is a
+    ``user:pass@``: masked in settings dumps, stored reasons and logs."""
+    password, path = "pa55-w0rd-77", "/hooks/catch/1234567/abcdefgh/"
+    url = f"http://robot:{password}@127.0.0.1:{free_port()}{path}?key=q-secret-31"
+    settings = make_settings(
+        delivery={"retry_base_seconds": 0.05},
+        adapters={"zap": {"type": "http", "url": url, "secret": "s" * 20, "rate_limit": 0}},
+    )
+    [zap] = configured(settings.adapters)
+    assert password not in zap.settings.model_dump_json() and path not in repr(zap.settings)
+    client = await start_bridge(settings)
+    assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
+    for _ in range(300):  # the port is closed: the job fails and is retried
+        reasons = await rows(settings, "SELECT last_error FROM jobs WHERE last_error IS NOT NULL")
+        if reasons:
+            break
+        await asyncio.sleep(0.02)
+    assert reasons, "no attempt recorded"
+    await client.close()
+    seen = reasons[0][0] + capsys.readouterr().err
+    assert "network error" in seen
+    for secret in (password, path, "q-secret-31", url):
+        assert secret not in seen, secret
