@@ -28,7 +28,7 @@ from pydantic import SecretStr, model_validator
 
 from bridge.adapter.contract import AdapterSettings
 from bridge.adapter.errors import Permanent, RetryLater
-from bridge.adapter.http import CRMClient, json_object, raise_for_status
+from bridge.adapter.http import CRMClient, json_body, json_object, raise_for_status
 from bridge.adapter.oauth import OAuthTokens, TokenPair
 
 if TYPE_CHECKING:
@@ -279,6 +279,8 @@ class Credentials:
                 f"{' (' + detail + ')' if detail else ''}: {fix}"
             )
         raise_for_status(response, what)
+        if body is None:
+            json_body(response, what)  # an HTML page or garbage: retried, named "not JSON"
         if body is None or not body.get("access_token"):
             raise RetryLater(f"{what}: HTTP {status} without an access_token")
         expires_in = body.get("expires_in")

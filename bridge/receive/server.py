@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import resource
 import signal
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -161,9 +162,15 @@ class LoopErrorLog:
 
 
 async def start(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float
+    app: web.Application,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    sock: socket.socket | None = None,
+    shutdown_timeout: float,
 ) -> tuple[web.AppRunner, asyncio.AbstractServer, ConnectionGuard]:
-    """Start the app on ``host:port`` with the guard in front; stop with :func:`stop`."""
+    """Start the app on ``sock`` (bound already) or ``host:port`` with the guard in front;
+    stop with :func:`stop`."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     guard = ConnectionGuard(connection_cap(raise_fd_limit()))
@@ -175,7 +182,11 @@ async def start(
     # The accept loop takes up to ``backlog`` sockets before the guard sees any of them:
     # kept small beside the cap, so a burst never overshoots the fd limit.
     backlog = max(8, min(BACKLOG, guard.cap // 4))
-    server = await loop.create_server(factory, host, port, reuse_address=True, backlog=backlog)
+    if sock is not None:
+        sock.listen(backlog)
+        server = await loop.create_server(factory, sock=sock, backlog=backlog)
+    else:
+        server = await loop.create_server(factory, host, port, reuse_address=True, backlog=backlog)
     return runner, server, guard
 
 
@@ -184,12 +195,12 @@ async def stop(runner: web.AppRunner, server: asyncio.AbstractServer) -> None:
     await runner.cleanup()
 
 
-def run(app: web.Application, host: str, port: int, *, shutdown_timeout: float) -> None:
+def run(app: web.Application, *, sock: socket.socket, shutdown_timeout: float) -> None:
     """What ``web.run_app`` does, on our connection handler: serve until SIGTERM/SIGINT."""
     preload_phone_metadata()
 
     async def main() -> None:
-        runner, server, _ = await start(app, host, port, shutdown_timeout=shutdown_timeout)
+        runner, server, _ = await start(app, sock=sock, shutdown_timeout=shutdown_timeout)
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
