@@ -52,6 +52,13 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _STDLIB_HANDLER: logging.Handler | None = None
+# level, time, traceback as text, then secrets masked (last: the traceback may quote one)
+_STAMPED_AND_MASKED = (
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+    redact_secrets,
+)
 
 
 def _route_stdlib_logging(level: str, renderer: Any) -> None:
@@ -62,10 +69,7 @@ def _route_stdlib_logging(level: str, renderer: Any) -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.stdlib.add_logger_name,
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.format_exc_info,
-                redact_secrets,
+                *_STAMPED_AND_MASKED,
                 structlog.processors.EventRenamer("msg"),
             ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
@@ -89,10 +93,7 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_secrets,
+            *_STAMPED_AND_MASKED,
             # Log calls pass the onlinePBX event as `_event`; the message moves to "msg".
             structlog.processors.EventRenamer("msg", replace_by="_event"),
             renderer,
