@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import structlog
 from aiohttp import web
@@ -41,6 +42,7 @@ from bridge.store.db import Database, StorageError
 from bridge.store.events import EventWriter
 from bridge.store.outbox import Outbox
 from bridge.store.retention import Pruner
+from bridge.store.serving import ServeLock
 from bridge.texts import check_templates
 
 log = structlog.get_logger("bridge")
@@ -59,6 +61,18 @@ async def webhook_token(db: Database, settings: Settings) -> tuple[str, bool]:
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    lock = ServeLock(settings.storage.path)  # before the outbox is touched (requeue below)
+    lock.acquire()
+    try:
+        async with _database(app):
+            yield
+    finally:
+        lock.release()
+
+
+@asynccontextmanager
+async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = await Database.open(
         settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms

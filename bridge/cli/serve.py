@@ -16,6 +16,7 @@ from bridge.cli.base import CommandError, Commands, open_database, webhook_url, 
 from bridge.receive import server
 from bridge.settings import Settings
 from bridge.store.db import Database
+from bridge.store.serving import AlreadyServed
 
 BACKLOG = 128  # aiohttp's default
 TICK = (
@@ -112,11 +113,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(banner)
-    server.run(
-        app,
-        sock=sock,
-        shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
-    )
+    try:
+        server.run(app, sock=sock, shutdown_timeout=settings.server.shutdown_grace_seconds + 5)
+    except AlreadyServed as exc:
+        raise CommandError(str(exc), 2) from exc
     return 0
 
 

@@ -225,3 +225,24 @@ async def test_readyz_is_red_while_event_commits_fail(
     ready = await client.get("/readyz")  # no webhook needed to turn green again
     assert ready.status == 200, await ready.text()
     assert (await client.post(WEBHOOK, data=sample("call_end", uuid="r-2"))).status == 200
+
+
+# --- 4. one serving process per database ------------------------------------------------------
+
+
+async def test_a_second_bridge_on_the_same_database_is_refused_and_changes_nothing(
+    make_settings: Callable[..., Any], start_bridge: Callable[..., Any]
+) -> None:
+    from bridge.store.serving import AlreadyServed
+
+    settings = make_settings(adapters={"local": {}})
+    first = await start_bridge(settings)
+    assert (await first.post(WEBHOOK, data=sample("call_end", uuid="two-1"))).status == 200
+    # a job in flight in the first process (as the worker marks it while calling the CRM)
+    await first.app[DB].write("UPDATE jobs SET status = 'running'")
+    with pytest.raises(AlreadyServed, match="already"):
+        await start_bridge(settings)
+    assert await rows(settings, "SELECT status FROM jobs") == [("running",)]  # not requeued
+    await first.close()
+    again = await start_bridge(settings)  # the lock went with the first process
+    assert (await again.get("/healthz")).status == 200
