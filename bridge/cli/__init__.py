@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "send_sample",
     "init",
     "admin",
+    "migrate",
 )
 
 DESCRIPTION = (

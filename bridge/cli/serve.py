@@ -15,8 +15,8 @@ from bridge.app import create_app, webhook_token
 from bridge.cli.base import CommandError, Commands, open_database, webhook_url, with_db
 from bridge.receive import server
 from bridge.settings import Settings
-from bridge.store.db import Database
-from bridge.store.serving import AlreadyServed
+from bridge.store import Storage, StorageError
+from bridge.store.ports import redact_url
 
 BACKLOG = 128  # aiohttp's default
 TICK = (
@@ -87,7 +87,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    database = Path(settings.storage.path).absolute()
+    url = settings.storage.url
+    database = redact_url(url.get_secret_value()) if url else Path(settings.storage.path).absolute()
 
     async def banner(app: web.Application) -> None:
         from bridge.keys import TOKEN, TOKEN_NEW
@@ -103,7 +104,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             shown = "run `pbx-bridge webhook-url` to see it (it holds the secret token)"
         print(
             f"\npbx-bridge is listening on {settings.server.host}:{settings.server.port}\n"
-            f"  database (storage.path): {database}\n"
+            f"  database (storage.{'url' if url else 'path'}): {database}\n"
             f"  onlinePBX webhook URL: {shown}\n"
             f"  In onlinePBX: {TICK}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
@@ -115,8 +116,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app.on_startup.append(banner)
     try:
         server.run(app, sock=sock, shutdown_timeout=settings.server.shutdown_grace_seconds + 5)
-    except AlreadyServed as exc:
-        raise CommandError(str(exc), 2) from exc
+    except StorageError as exc:  # a second serve on one SQLite file, an unreachable server…
+        raise CommandError(str(exc), 1) from exc
     return 0
 
 
@@ -125,7 +126,7 @@ def cmd_webhook_url(settings: Settings, args: argparse.Namespace) -> int:
         print(webhook_url(settings, settings.server.webhook_token.get_secret_value()))
         return 0
 
-    async def run(db: Database) -> int:
+    async def run(db: Storage) -> int:
         token, _ = await webhook_token(db, settings)
         print(webhook_url(settings, token))
         return 0
