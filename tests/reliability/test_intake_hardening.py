@@ -227,16 +227,16 @@ def test_controls_and_bidi_overrides_stay_out_of_cli_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bridge.cli import main
-    from bridge.store.db import Database
     from bridge.store.events import EventWriter, IncomingEvent
+    from bridge.store.sqlite import SQLiteStorage
 
     async def seed() -> None:
-        db = await Database.open(tmp_path / "b.db")
+        db = await SQLiteStorage.open(tmp_path / "b.db")
         try:
             payload = {**sample("call_end", uuid="bidi-2"), "note": UNSAFE_TEXT}
             writer = EventWriter(db, lambda event: [("local", "log_call")])
             await writer.submit(IncomingEvent("pbx.example.com", "bidi-2", "call_end", payload))
-            await db.write("UPDATE jobs SET last_error = ?", (f"HTTP 400 {UNSAFE_TEXT}",))
+            await db.db.write("UPDATE jobs SET last_error = ?", (f"HTTP 400 {UNSAFE_TEXT}",))
         finally:
             await db.close()
 

@@ -238,8 +238,14 @@ async def test_a_second_bridge_on_the_same_database_is_refused_and_changes_nothi
     settings = make_settings(adapters={"local": {}})
     first = await start_bridge(settings)
     assert (await first.post(WEBHOOK, data=sample("call_end", uuid="two-1"))).status == 200
-    # a job in flight in the first process (as the worker marks it while calling the CRM)
-    await first.app[DB].write("UPDATE jobs SET status = 'running'")
+    for _ in range(300):
+        if await rows(settings, "SELECT status FROM jobs") == [("done",)]:
+            break
+        await asyncio.sleep(0.02)
+    # a job "in flight" whose lease a second start would take as expired and requeue
+    await first.app[DB].db.write(
+        "UPDATE jobs SET status = 'running', lease_owner = 'first', lease_expires = 0"
+    )
     with pytest.raises(StorageError, match="already running"):
         await start_bridge(settings)
     assert await rows(settings, "SELECT status FROM jobs") == [("running",)]  # not requeued
