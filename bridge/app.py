@@ -32,6 +32,7 @@ from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
 from bridge.onlinepbx.service import recordings_ctx, sweep_ctx
+from bridge.ops import bearer_ok, split_listeners, unauthorized
 from bridge.receive.throttle import BadTokenThrottle
 from bridge.receive.webhook import THROTTLE, handle_webhook
 from bridge.redact import REDACTOR
@@ -132,6 +133,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
+    # Outbox counts and adapter names are not for the internet (docs/DEPLOY.md).
+    if not bearer_ok(request, request.app[SETTINGS].server.metrics_token):
+        return unauthorized()
     metrics = request.app[METRICS]
     try:
         counts = await Outbox(request.app[DB]).counts()
@@ -166,7 +170,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     problems = check_templates(settings.schedule.templates)
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[json_errors, split_listeners],
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = Metrics()

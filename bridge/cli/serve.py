@@ -80,12 +80,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.server.host = args.host
     if args.port:
         settings.server.port = args.port
-    sock = bind(settings.server.host, settings.server.port)
+    socks = [bind(settings.server.host, settings.server.port)]
     try:
+        listen = settings.server.metrics_listen
+        if listen is not None:
+            socks.append(bind(listen.host, listen.port))
         _check_database(settings)
         app = create_app(settings)
     except BaseException:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise
     url = settings.storage.url
     database = redact_url(url.get_secret_value()) if url else Path(settings.storage.path).absolute()
@@ -105,7 +109,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"\npbx-bridge is listening on {settings.server.host}:{settings.server.port}\n"
             f"  database (storage.{'url' if url else 'path'}): {database}\n"
-            f"  onlinePBX webhook URL: {shown}\n"
+            + (
+                f"  /metrics, /readyz, /healthz on {settings.server.metrics_listen}\n"
+                if settings.server.metrics_listen
+                else ""
+            )
+            + f"  onlinePBX webhook URL: {shown}\n"
             f"  In onlinePBX: {TICK}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
             "  front and set server.public_url. `pbx-bridge webhook-url` prints this URL again.\n",
@@ -115,7 +124,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     app.on_startup.append(banner)
     try:
-        server.run(app, sock=sock, shutdown_timeout=settings.server.shutdown_grace_seconds + 5)
+        server.run(app, socks=socks, shutdown_timeout=settings.server.shutdown_grace_seconds + 5)
     except StorageError as exc:  # a second serve on one SQLite file, an unreachable server…
         raise CommandError(str(exc), 1) from exc
     return 0

@@ -25,7 +25,7 @@ import signal
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -166,11 +166,11 @@ async def start(
     host: str | None = None,
     port: int | None = None,
     *,
-    sock: socket.socket | None = None,
+    socks: Sequence[socket.socket] = (),
     shutdown_timeout: float,
-) -> tuple[web.AppRunner, asyncio.AbstractServer, ConnectionGuard]:
-    """Start the app on ``sock`` (bound already) or ``host:port`` with the guard in front;
-    stop with :func:`stop`."""
+) -> tuple[web.AppRunner, list[asyncio.AbstractServer], ConnectionGuard]:
+    """Start the app on ``socks`` (bound already) or ``host:port`` with the guard in front
+    (one guard over all of them); stop with :func:`stop`."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(LoopErrorLog())
     guard = ConnectionGuard(connection_cap(raise_fd_limit()))
@@ -182,25 +182,29 @@ async def start(
     # The accept loop takes up to ``backlog`` sockets before the guard sees any of them:
     # kept small beside the cap, so a burst never overshoots the fd limit.
     backlog = max(8, min(BACKLOG, guard.cap // 4))
-    if sock is not None:
+    servers = []
+    for sock in socks:
         sock.listen(backlog)
-        server = await loop.create_server(factory, sock=sock, backlog=backlog)
-    else:
-        server = await loop.create_server(factory, host, port, reuse_address=True, backlog=backlog)
-    return runner, server, guard
+        servers.append(await loop.create_server(factory, sock=sock, backlog=backlog))
+    if not socks:
+        servers.append(
+            await loop.create_server(factory, host, port, reuse_address=True, backlog=backlog)
+        )
+    return runner, servers, guard
 
 
-async def stop(runner: web.AppRunner, server: asyncio.AbstractServer) -> None:
-    server.close()  # no new connections; then aiohttp's graceful path (in-flight requests)
+async def stop(runner: web.AppRunner, servers: Sequence[asyncio.AbstractServer]) -> None:
+    for server in servers:  # no new connections; then aiohttp's graceful path
+        server.close()
     await runner.cleanup()
 
 
-def run(app: web.Application, *, sock: socket.socket, shutdown_timeout: float) -> None:
+def run(app: web.Application, *, socks: Sequence[socket.socket], shutdown_timeout: float) -> None:
     """What ``web.run_app`` does, on our connection handler: serve until SIGTERM/SIGINT."""
     preload_phone_metadata()
 
     async def main() -> None:
-        runner, server, _ = await start(app, sock=sock, shutdown_timeout=shutdown_timeout)
+        runner, servers, _ = await start(app, socks=socks, shutdown_timeout=shutdown_timeout)
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -208,6 +212,6 @@ def run(app: web.Application, *, sock: socket.socket, shutdown_timeout: float) -
         try:
             await done.wait()
         finally:
-            await stop(runner, server)
+            await stop(runner, servers)
 
     asyncio.run(main())
