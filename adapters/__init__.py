@@ -12,4 +12,5 @@ BUILTIN: dict[str, str] = {
     "bitrix24": "adapters.bitrix24:Bitrix24Adapter",
     "hubspot": "adapters.hubspot:HubSpotAdapter",
     "pipedrive": "adapters.pipedrive:PipedriveAdapter",
+    "zoho": "adapters.zoho:ZohoAdapter",
 }

@@ -80,6 +80,22 @@ def _pipedrive_table(base_url: str) -> dict[str, Any]:
     }
 
 
+def _zoho_table(base_url: str) -> dict[str, Any]:
+    # The accounts server and the org's API on the fake; the PBX call id field makes every
+    # write an upsert (Zoho's duplicate check: a repeated write updates the same record).
+    return {
+        "type": "zoho",
+        "accounts_url": base_url,
+        "base_url": base_url,
+        "client_id": "1000.FAKEZOHOCLIENT0123456789ABCDEF",
+        "client_secret": crm.ZOHO_SECRET,
+        "refresh_token": crm.ZOHO_REFRESH,
+        "call_id_field": crm.ZOHO_CALL_ID,
+        "default_user": "4150868000000225013",
+        **_CRM_COMMON,
+    }
+
+
 CRM: list[CRMTarget] = [
     CRMTarget(
         "http",
@@ -121,5 +137,15 @@ CRM: list[CRMTarget] = [
         lambda clock: crm.FakePipedrive(clock),
         idempotent=False,  # no idempotency key on call logs or activities
         secrets=(crm.PIPEDRIVE_TOKEN,),
+    ),
+    CRMTarget(
+        "zoho",
+        _zoho_table,
+        lambda clock: crm.FakeZoho(clock),
+        # No idempotency key on Zoho inserts; with call_id_field (a unique custom field
+        # holding the PBX call id) every write is an upsert by it, so a repeated write
+        # updates the one record: on for this target.
+        idempotent=True,
+        secrets=(crm.ZOHO_SECRET, crm.ZOHO_REFRESH),
     ),
 ]
