@@ -122,12 +122,9 @@ def _summary(total: Tally, dry_run: bool) -> None:
         print("queued calls are delivered by `pbx-bridge serve` (within a minute if it runs)")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "backfill", help="recover calls of a past range from onlinePBX's call history"
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``pbx-bridge backfill`` (the subcommand is made in bridge/cli/backfill.py)."""
     p.add_argument("--since", required=True, help="YYYY-MM-DD[THH:MM], schedule time zone")
     p.add_argument("--until", help="end of the range (default: now)")
     p.add_argument("--dry-run", action="store_true", help="count, queue nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p

@@ -1,0 +1,65 @@
+"""``pbx-bridge``: the command line. One module per command group, each with ``register``.
+
+To add a subcommand, write ``bridge/cli/<name>.py`` with ``register(commands)`` (see
+``bridge.cli.base.Commands``) and add the module's name to ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from bridge import logs
+from bridge.cli.base import Commands, config_options
+from bridge.settings import SettingsError, load_settings
+
+# In the order `pbx-bridge --help` lists them.
+COMMAND_MODULES = (
+    "serve",
+    "check",
+    "outbox",
+    "local",
+    "backfill",
+    "send_sample",
+)
+
+DESCRIPTION = (
+    "Puts every onlinePBX call into your CRM: webhooks in, durable outbox, CRM adapters out."
+)
+
+
+def package_version() -> str:
+    try:
+        return version("pbx-bridge")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pbx-bridge", description=DESCRIPTION, allow_abbrev=False)
+    config_options(parser, top_level=True)
+    parser.add_argument("--version", action="version", version=f"pbx-bridge {package_version()}")
+    commands = Commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_settings", True):
+        return args.fn(None, args)
+    try:
+        settings = load_settings(args.config)
+        logs.configure(settings.log.level, settings.log.format)
+        return args.fn(settings, args)
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
