@@ -197,6 +197,18 @@ def record_error(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"code": code, "details": details, "message": message, "status": "error"}
 
 
+def user(user_id: str, name: str, email: str, role: str, profile: str) -> dict[str, Any]:
+    """A user as ``GET /crm/v8/users`` lists one."""
+    return {
+        "id": user_id,
+        "full_name": name,
+        "email": email,
+        "status": "active",
+        "role": {"name": role, "id": "4150868000000026005"},
+        "profile": {"name": profile, "id": "4150868000000026011"},
+    }
+
+
 def _digits(value: Any) -> str:
     return re.sub(r"\D", "", str(value or ""))
 
@@ -216,22 +228,8 @@ class ZohoOrg:
     fields: dict[str, list[dict[str, Any]]] = field(default_factory=standard_fields)
     users: list[dict[str, Any]] = field(
         default_factory=lambda: [
-            {
-                "id": ADMIN_ID,
-                "full_name": "Patricia Boyle",
-                "email": "patricia@zylker.com",
-                "status": "active",
-                "role": {"name": "CEO", "id": "4150868000000026005"},
-                "profile": {"name": "Administrator", "id": "4150868000000026011"},
-            },
-            {
-                "id": AGENT_ID,
-                "full_name": "Anna Petrova",
-                "email": "anna@zylker.com",
-                "status": "active",
-                "role": {"name": "Manager", "id": "4150868000000026008"},
-                "profile": {"name": "Standard", "id": "4150868000000026014"},
-            },
+            user(ADMIN_ID, "Patricia Boyle", "patricia@zylker.com", "CEO", "Administrator"),
+            user(AGENT_ID, "Anna Petrova", "anna@zylker.com", "Manager", "Standard"),
         ]
     )
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)

@@ -229,15 +229,19 @@ async def test_field_metadata_is_read_once_and_missing_fields_are_left_out(
     assert "Recording: https://records.onpbx.ru/2.mp3" in record["Description"]
 
 
-async def test_inbound_unanswered_call_is_missed_when_the_org_has_that_type(
-    open_harness, org, clock
-):
-    h = await open_harness(create_contacts="never")
-    payload = sample("call_end", uuid="z-miss", now=clock())
+async def unanswered_inbound(h: AdapterHarness, org: zf.ZohoOrg, clock: FakeClock) -> Any:
+    """An inbound call nobody took, delivered; the Calls record written for it."""
+    payload = sample("call_end", uuid="z-unanswered", now=clock())
     payload.update(direction="inbound", dialog_duration="0", hangup_cause="NO_ANSWER")
     payload.update(caller=payload["callee"], callee="145")
     assert (await h.deliver(payload)).status == "done"
-    record = body(sent(org, "POST", "/crm/v8/Calls")[-1])["data"][0]
+    return body(sent(org, "POST", "/crm/v8/Calls")[-1])["data"][0]
+
+
+async def test_inbound_unanswered_call_is_missed_when_the_org_has_that_type(
+    open_harness, org, clock
+):
+    record = await unanswered_inbound(await open_harness(create_contacts="never"), org, clock)
     assert record["Call_Type"] == "Missed" and record["Call_Duration"] == "00:00"
     assert record["Call_Result"] == "No response/Busy"
     assert record["Caller_ID"] == "+79502222919"
@@ -247,12 +251,7 @@ async def test_without_missed_in_the_picklist_it_is_inbound(open_harness, org, c
     spec = org.field_of("Calls", "Call_Type")
     spec["pick_list_values"] = zf.picklist("Outbound", "Inbound")
     org.field_of("Calls", "Call_Result")["pick_list_values"] = zf.picklist("Interested")
-    h = await open_harness(create_contacts="never")
-    payload = sample("call_end", uuid="z-miss2", now=clock())
-    payload.update(direction="inbound", dialog_duration="0", hangup_cause="NO_ANSWER")
-    payload.update(caller=payload["callee"], callee="145")
-    assert (await h.deliver(payload)).status == "done"
-    record = body(sent(org, "POST", "/crm/v8/Calls")[-1])["data"][0]
+    record = await unanswered_inbound(await open_harness(create_contacts="never"), org, clock)
     assert record["Call_Type"] == "Inbound"
     assert "Call_Result" not in record  # the org's picklist has no such value
 
