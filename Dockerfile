@@ -10,7 +10,7 @@ COPY bridge ./bridge
 COPY adapters ./adapters
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home /data bridge \
-    && mkdir -p /data && chown bridge /data
+    && mkdir -p /data && chown bridge /data && chmod 0700 /data
 
 USER bridge
 VOLUME ["/data"]

@@ -92,12 +92,20 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database takes writes and the last event commit did not fail: after a
+    failed one, only an event-shaped probe commit (or the next event) turns it green."""
     checks: dict[str, str] = {}
+    db, writer = request.app[DB], request.app[WRITER]
     try:
-        await request.app[DB].ping_write(request.app[CLOCK]())
+        if writer.last_error is None:
+            await db.ping_write(request.app[CLOCK]())
+        else:
+            await db.probe_event_write(request.app[CLOCK]())
+            writer.last_error = None
         checks["database"] = "writable"
     except StorageError as exc:
-        checks["database"] = f"not writable: {REDACTOR(str(exc))}"
+        failed = writer.last_error or str(exc)
+        checks["database"] = f"not writable: {REDACTOR(failed)}"
     delivery = request.app[DELIVERY]
     checks["workers"] = "alive" if delivery.alive else "stopped"
     ok = checks["database"] == "writable" and delivery.alive

@@ -166,7 +166,7 @@ async def test_backfill_dry_run_counts_and_queues_nothing(tmp_path, pbx, make_se
 async def test_backfill_resumes_after_an_interruption(tmp_path, pbx, make_settings, capsys):
     uuids = seed_month(pbx)
     path = backfill_config(tmp_path, pbx, "backfill_window_hours = 168\n")
-    argv = ["-c", path, "backfill", "--since", "2026-03-01", "--until", "2026-04-01"]
+    argv = ["-c", path, "backfill", "--since", "2026-03-01", "--until", "2026-04-01", "--force"]
     pbx.fail_history_at = 3  # the third week fails
     assert await cli(argv) == 1
     first = capsys.readouterr()
@@ -187,7 +187,9 @@ async def test_backfill_resumes_after_an_interruption(tmp_path, pbx, make_settin
 async def test_backfill_stops_cleanly_on_ctrl_c_and_resumes(tmp_path, pbx, pbx_settings):
     uuids = seed_month(pbx)
     settings = pbx_settings(onlinepbx={"backfill_window_hours": 168})
-    args = argparse.Namespace(since="2026-03-01", until="2026-04-01", dry_run=False, quiet=True)
+    args = argparse.Namespace(
+        since="2026-03-01", until="2026-04-01", dry_run=False, quiet=True, force=True
+    )
     db = await Database.open(settings.storage.path)
     try:
         pbx.hang_history_at = 2

@@ -38,7 +38,8 @@ async def test_old_done_work_goes_pending_dead_and_recent_stay(tmp_path: Path) -
         for job in jobs[:5]:
             await outbox.mark_done(job.id, "ok")
         await outbox.mark_dead(jobs[5].id, "HTTP 400")
-        await outbox.mark_retry(jobs[6].id, clock() + 400 * DAY, "HTTP 503")
+        # due an hour after the later claim (a due time over a day ahead is a clock step)
+        await outbox.mark_retry(jobs[6].id, clock() + 31 * DAY + 3600, "HTTP 503")
         clock.advance(31 * DAY)
         recent = await seed(db, clock, range(7, 9))  # done today
         for job in await recent.claim("crm", 10):
@@ -83,12 +84,14 @@ async def test_the_bridge_prunes_on_its_own(make_settings: Any, start_bridge: An
     payload = vendor_sample("call_end")
     assert (await client.post(WEBHOOK, data=payload)).status == 200
     await until_empty(settings, "SELECT id FROM jobs WHERE status != 'done'")  # delivered
+    clock.advance(2 * DAY)
+    # a call today: retention counts back from the newest event, never past it (#12 item 12)
+    assert (await client.post(WEBHOOK, data=vendor_sample("call_start"))).status == 200
     await client.close()
 
-    clock.advance(2 * DAY)
     await start_bridge(settings, clock=clock)  # the pruner runs at start, then hourly
     await until_empty(settings, "SELECT id FROM jobs")
-    assert await rows(settings, "SELECT id FROM events") == []
+    assert await rows(settings, "SELECT event FROM events") == [("call_start",)]
 
 
 async def test_old_events_that_caused_no_job_go_too(tmp_path: Path) -> None:

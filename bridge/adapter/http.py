@@ -8,7 +8,9 @@ error envelopes check those first and fall back to it.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from email.utils import parsedate_to_datetime
@@ -21,6 +23,73 @@ from bridge.adapter.ratelimit import Limiter
 from bridge.redact import Redactor
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# No CRM answer the adapters read is anywhere near this: a bigger (or decompressed-bigger) body
+# is cut off as it streams in, so a runaway answer or a gzip bomb cannot take the memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+# The encodings we decode ourselves, with a bound on each step's output (httpx's decoders
+# inflate a whole network chunk at once: 64 KB of gzip can become 64 MB). Only these are
+# offered in Accept-Encoding.
+_ZLIB_WBITS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class AnswerTooLarge(Exception):
+    """The answer (after decoding) passed :data:`MAX_ANSWER_BYTES`."""
+
+
+def _inflater(encoding: str) -> Callable[[bytes, int], bytes] | None:
+    """A bounded decoder for ``encoding``: ``(data, room) -> at most room + 1 bytes``."""
+    wbits = _ZLIB_WBITS.get(encoding)
+    if wbits is None:
+        return None
+    state = {"d": zlib.decompressobj(wbits), "raw_tried": encoding != "deflate"}
+
+    def inflate(data: bytes, room: int) -> bytes:
+        try:
+            out = state["d"].decompress(data, room + 1)
+        except zlib.error:
+            if state["raw_tried"]:
+                raise
+            # "deflate" is sent by some servers without its zlib header (raw deflate)
+            state["d"], state["raw_tried"] = zlib.decompressobj(-zlib.MAX_WBITS), True
+            out = state["d"].decompress(data, room + 1)
+        if len(out) > room or state["d"].unconsumed_tail:
+            raise AnswerTooLarge
+        return out
+
+    return inflate
+
+
+async def read_capped(response: httpx.Response, cap: int = MAX_ANSWER_BYTES) -> bytes:
+    """Read a streamed answer into ``response`` (so ``.content``/``.json()`` work), never
+    holding more than ``cap`` decoded bytes; AnswerTooLarge beyond that."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    inflate = _inflater(encoding)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        if inflate is None and encoding not in ("", "identity"):
+            stream = response.aiter_bytes()  # other encodings: httpx's decoder, still capped
+        else:
+            stream = response.aiter_raw()
+        async for chunk in stream:
+            if inflate is not None:
+                chunk = inflate(chunk, cap - size)
+            size += len(chunk)
+            if size > cap:
+                raise AnswerTooLarge
+            chunks.append(chunk)
+    except zlib.error as exc:
+        raise httpx.DecodingError(f"invalid {encoding} body: {exc}") from exc
+    finally:
+        await response.aclose()
+    # The decoded body, as httpx's own ``aread`` would leave it.
+    response._content = b"".join(chunks)
+    return response._content
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -126,10 +195,11 @@ class CRMClient:
         on_response: Callable[[str], None] = lambda status: None,
         auth: httpx.Auth | None = None,
     ) -> None:
+        self._timeout = timeout
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            headers=dict(headers or {}),
+            headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
             auth=auth,
             follow_redirects=False,
         )
@@ -138,17 +208,33 @@ class CRMClient:
         self._on_response = on_response
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send one request under the rate limit; network trouble becomes RetryLater."""
+        """Send one request under the rate limit; network trouble becomes RetryLater.
+
+        ``timeout`` bounds the whole request (connect, send, every read of the answer), not
+        each read: a CRM trickling a byte a second cannot keep a job running. The answer is
+        streamed and cut at :data:`MAX_ANSWER_BYTES`.
+        """
         await self._limiter.acquire()
         extensions = {**kwargs.pop("extensions", {}), "trace": self._trace}
+        request = self._client.build_request(method, url, extensions=extensions, **kwargs)
         try:
-            response = await self._client.request(method, url, extensions=extensions, **kwargs)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.send(request, stream=True)
+                await read_capped(response)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             self._on_response("timeout")
+            why = (
+                type(exc).__name__
+                if isinstance(exc, httpx.TimeoutException)
+                else f"no complete answer within {self._timeout:g} s"
+            )
+            raise RetryLater(f"{method} {self._path(url)}: timed out ({why})") from exc
+        except AnswerTooLarge as exc:
+            self._on_response("too_large")
             raise RetryLater(
-                f"{method} {self._path(url)}: timed out ({type(exc).__name__})"
+                f"{method} {self._path(url)}: answer larger than {MAX_ANSWER_BYTES} bytes"
             ) from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             self._on_response("network_error")
             raise RetryLater(
                 f"{method} {self._path(url)}: network error ({type(exc).__name__}:"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+MAX_RETRY_AFTER = 86_400.0  # a longer Retry-After is a CRM bug or a clock gone wrong
+
 
 @dataclass
 class Backoff:
@@ -22,6 +24,7 @@ class Backoff:
         ``max_delay``): a CRM answering ``Retry-After: 0`` again and again is not hammered.
         """
         if retry_after is not None:
+            retry_after = min(retry_after, MAX_RETRY_AFTER)
             floor = min(self.max_delay, 0.5 * 2 ** max(0, attempts - 1))
             return max(retry_after, floor)
         exp = min(self.max_delay, self.base * 2 ** max(0, attempts - 1))

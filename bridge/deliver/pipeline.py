@@ -26,7 +26,7 @@ from bridge.schedule import due_time
 from bridge.settings import ScheduleSettings
 from bridge.store.db import Database
 from bridge.store.outbox import Job
-from bridge.store.state import CallState
+from bridge.store.state import CallState, call_key
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
@@ -88,7 +88,7 @@ class Pipeline:
         reason = self.skip_reason(call, job.action)
         if reason:
             return SKIPPED + reason
-        state = CallState(self._db, self.name, f"{call.domain}/{call.uuid}", self._clock)
+        state = CallState(self._db, self.name, call_key(job.domain, job.uuid), self._clock)
         already = await state.get(job.action)
         if already is not None:
             return already

@@ -71,6 +71,18 @@ async def backfill(settings: Settings, db: Database, args: argparse.Namespace) -
     if since >= until:
         print("--since must be before --until", file=sys.stderr)
         return 2
+    kept_from = time.time() - settings.storage.retention_days * 86400
+    if since < kept_from and not (args.dry_run or getattr(args, "force", False)):
+        # Older events (and the rows that deduplicate them) are pruned: their calls would be
+        # taken as new and delivered to CRMs that may have them already.
+        print(  # a dry run queues nothing, so it may count such a range
+            f"--since is before what the bridge remembers: storage.retention_days ="
+            f" {settings.storage.retention_days:g} keeps events from {_when(int(kept_from), zone)};"
+            " calls before that were pruned and would be delivered again (the CRM may have"
+            " them). Start later, or add --force to recover them anyway.",
+            file=sys.stderr,
+        )
+        return 2
     api = OnlinePBX(pbx, db)
     writer = None
     if not args.dry_run:
@@ -128,3 +140,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", help="end of the range (default: now)")
     p.add_argument("--dry-run", action="store_true", help="count, queue nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="allow a range older than storage.retention_days (may deliver calls again)",
+    )

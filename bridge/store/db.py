@@ -15,6 +15,7 @@ BENCHMARKS.md).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,19 @@ CREATE TABLE IF NOT EXISTS adapter_state (
 
 T = TypeVar("T")
 
+PROBE_PAYLOAD = "{}" + " " * 4096  # about one event with its jobs, a page or two
+FILE_MODE = 0o600  # the file holds the webhook token, signing key, sessions, OAuth tokens
+
+
+def _private(path: Path) -> None:
+    """Create the database file 0600 (SQLite gives its -wal and -shm the database file's
+    mode) and tighten the files an older version left world-readable."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    for name in (str(path), f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o777 != FILE_MODE:
+                os.chmod(name, FILE_MODE)
+
 
 class StorageError(Exception):
     """The database could not commit; nothing may be acknowledged."""
@@ -127,6 +141,7 @@ class Database:
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
+            _private(path)
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
@@ -222,6 +237,22 @@ class Database:
         await self.write(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (repr(now),)
         )
+
+    async def probe_event_write(self, now: float) -> None:
+        """Prove an event-sized commit reaches the disk now: a padded row put into ``events``
+        and taken out again in one transaction. A heartbeat row can still fit where events
+        no longer do (a nearly full disk), so after a failed event commit only this says the
+        database takes events again."""
+
+        def probe(conn: sqlite3.Connection) -> None:
+            (row_id,) = conn.execute(
+                "INSERT INTO events (domain, uuid, event, payload, received_at)"
+                " VALUES ('', ?, 'readyz_probe', ?, ?) RETURNING id",
+                (f"readyz-probe-{now!r}", PROBE_PAYLOAD, now),
+            ).fetchone()
+            conn.execute("DELETE FROM events WHERE id = ?", (row_id,))
+
+        await self.run(in_transaction(probe))
 
     async def get_meta(self, key: str) -> str | None:
         row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))

@@ -9,6 +9,7 @@ follows a durable commit, yet a burst costs one fsync per batch rather than per 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -59,6 +60,8 @@ class EventWriter:
         self._clock = clock
         self._pending: list[tuple[IncomingEvent, asyncio.Future[Stored]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: why the last event commit failed; None once one succeeded (read by /readyz)
+        self.last_error: str | None = None
 
     async def submit(self, event: IncomingEvent) -> Stored:
         """Store ``event`` and its jobs durably; raises StorageError if that failed."""
@@ -72,18 +75,42 @@ class EventWriter:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
-                results, adapters = await self._write(batch)
-            except Exception as exc:  # every waiter gets the failure, never a 200
-                err = exc if isinstance(exc, StorageError) else StorageError(repr(exc))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
-            if adapters:
-                self._on_jobs(adapters)
+                await self._commit(batch)
+            except StorageError:
+                continue  # the storage failed: every waiter has its 503
+            except Exception:
+                # Not the storage: one event it cannot take (say, an unencodable value) must
+                # not cost the others that shared its batch their 200: each on its own.
+                for one in batch if len(batch) > 1 else ():
+                    with contextlib.suppress(Exception):
+                        await self._commit([one])
+
+    async def _commit(self, batch: list[tuple[IncomingEvent, asyncio.Future[Stored]]]) -> None:
+        """Write ``batch`` and answer its waiters; a StorageError is handed to every waiter
+        (never a 200), any other error is raised for the caller to split the batch."""
+        try:
+            results, adapters = await self._write(batch)
+        except StorageError as exc:
+            self._answer_failed(batch, exc)
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                self._answer_failed(batch, StorageError(repr(exc)))
+            raise
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+        self.last_error = None
+        if adapters:
+            self._on_jobs(adapters)
+
+    def _answer_failed(
+        self, batch: list[tuple[IncomingEvent, asyncio.Future[Stored]]], err: StorageError
+    ) -> None:
+        self.last_error = str(err)  # /readyz reflects the last commit (see app.readyz)
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(err)
 
     async def _write(
         self, batch: list[tuple[IncomingEvent, asyncio.Future[Stored]]]

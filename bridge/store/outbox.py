@@ -12,6 +12,14 @@ from typing import Any
 from bridge.store.db import Database, in_transaction
 
 PENDING, RUNNING, DONE, DEAD = "pending", "running", "done", "dead"
+# A job booked more than this far in our future was booked by a clock that was ahead (a bad
+# NTP step, set right since): it is due now rather than after the jump. The backoff never
+# books further ahead than a day (Backoff.MAX_RETRY_AFTER), and a booking moment after "now"
+# is the other mark of such a clock.
+CLOCK_SLACK = 300.0
+MAX_DUE_AHEAD = 86_400.0 + CLOCK_SLACK
+# pending and due: on time, or booked by a clock ahead of ours (either sign of it)
+_DUE = "(due_at <= :now OR due_at > :now + :ahead OR updated_at > :now + :slack)"
 STATUSES = (PENDING, RUNNING, DONE, DEAD)
 
 _JOB_COLUMNS = (
@@ -50,6 +58,10 @@ class Job:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+def _bounds(now: float) -> dict[str, float]:
+    return {"now": now, "ahead": MAX_DUE_AHEAD, "slack": CLOCK_SLACK}
+
+
 class Outbox:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -73,10 +85,11 @@ class Outbox:
             ids = [
                 r[0]
                 for r in conn.execute(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?"
-                    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending' AND adapter = ?"
-                    " AND due_at <= ? ORDER BY due_at, id LIMIT ?) RETURNING id",
-                    (now, adapter, now, limit),
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+                    " updated_at = :now WHERE id IN (SELECT id FROM jobs WHERE"
+                    f" status = 'pending' AND adapter = :adapter AND {_DUE}"
+                    " ORDER BY due_at, id LIMIT :limit) RETURNING id",
+                    {**_bounds(now), "adapter": adapter, "limit": limit},
                 ).fetchall()
             ]
             if not ids:
@@ -92,7 +105,9 @@ class Outbox:
 
     async def next_due(self, adapter: str) -> float | None:
         row = await self._db.fetchone(
-            "SELECT MIN(due_at) FROM jobs WHERE status = 'pending' AND adapter = ?", (adapter,)
+            f"SELECT MIN(CASE WHEN {_DUE} THEN MIN(due_at, :now) ELSE due_at END) FROM jobs"
+            " WHERE status = 'pending' AND adapter = :adapter",
+            {**_bounds(self._clock()), "adapter": adapter},
         )
         return None if row is None else row[0]
 
@@ -157,13 +172,15 @@ class Outbox:
         return None if row is None else Job.from_row(row)
 
     async def retry_dead(self, job_ids: list[int] | None = None) -> int:
-        """Send dead jobs (all, or the given ids) back to pending, due now."""
+        """Send dead jobs (all, or the given ids) back to pending, due now, with a new retry
+        window: the age that decides giving up (``created_at``) starts again, or a job that
+        died of old age would get one attempt."""
         now = self._clock()
         sql = (
-            "UPDATE jobs SET status = 'pending', due_at = ?, attempts = 0, updated_at = ?"
-            " WHERE status = 'dead'"
+            "UPDATE jobs SET status = 'pending', due_at = ?, attempts = 0, updated_at = ?,"
+            " created_at = ? WHERE status = 'dead'"
         )
-        params: list[Any] = [now, now]
+        params: list[Any] = [now, now, now]
         if job_ids is not None:
             sql += f" AND id IN ({','.join('?' * len(job_ids))})"
             params += job_ids

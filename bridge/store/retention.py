@@ -5,8 +5,11 @@ events with no job left (pending and dead jobs keep theirs, and ``outbox retry``
 working; events that never caused a job, such as call_start, go too), then the per-call
 CRM ids of calls whose events are all gone. An event's row is what
 turns a repeated webhook into a duplicate, so a webhook replayed after the retention period
-is taken as new. Deletes run in chunks, each its own short transaction, so a large backlog
-of old rows never holds the write lock long enough to delay a webhook's answer.
+is taken as new. The cutoff never passes the newest event's arrival minus the retention
+period: a start with the clock far ahead must not take the fresh rows that deduplicate
+webhooks (nor the rows of a long quiet spell). Deletes run in chunks, each its own short
+transaction, so a large backlog of old rows never holds the write lock long enough to delay
+a webhook's answer.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from functools import partial
 import structlog
 
 from bridge.store.db import Database, StorageError, in_transaction
+from bridge.store.state import call_key
 
 log = structlog.get_logger("bridge.store")
 
@@ -81,7 +85,7 @@ def _events(
         objects += conn.execute(
             "DELETE FROM crm_objects WHERE call_key = ?"
             " AND NOT EXISTS (SELECT 1 FROM events WHERE domain = ? AND uuid = ?)",
-            (f"{domain}/{uuid}", domain, uuid),
+            (call_key(domain, uuid), domain, uuid),
         ).rowcount
     return len(gone), objects, first[0] + chunk - 1
 
@@ -111,11 +115,28 @@ class Pruner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def cutoff(self) -> float:
+        """What is older than this goes: retention before now, but never before the newest
+        event seen (ids grow with arrival), whatever the clock says."""
+        now = self._clock()
+        row = await self._db.fetchone("SELECT received_at FROM events ORDER BY id DESC LIMIT 1")
+        newest = now if row is None else min(now, row[0])
+        if now - newest > self._keep:
+            log.info(
+                "retention: the newest event is older than the retention period; rows are"
+                " kept from it back (a clock far ahead, or a long quiet spell)",
+                newest_age_days=round((now - newest) / 86400, 1),
+            )
+        return newest - self._keep
+
+    async def once(self) -> dict[str, int]:
+        return await prune(self._db, await self.cutoff())
+
     async def _run(self) -> None:
         while True:
             try:
-                deleted = await prune(self._db, self._clock() - self._keep)
-            except StorageError as exc:
+                deleted = await self.once()
+            except (StorageError, sqlite3.Error) as exc:
                 log.error("retention: could not prune old rows", error=str(exc))
             else:
                 if any(deleted.values()):

@@ -14,6 +14,12 @@ from collections.abc import Callable
 from bridge.store.db import Database
 
 
+def call_key(domain: str, uuid: str) -> str:
+    """The one key of a call's CRM ids: the event's stored (normalised) domain and uuid, as
+    deduplication and retention use them, never the payload's raw spelling."""
+    return f"{domain}/{uuid}"
+
+
 class CallState:
     """What one adapter has created in its CRM for one call."""
 

@@ -52,8 +52,8 @@ CAUSE = {  # what the recorded reason must say for each fault
     fakes.HTTP_500: "HTTP 500",
     fakes.RATE_LIMIT_SECONDS: "HTTP 429",
     fakes.RATE_LIMIT_DATE: "HTTP 429",
-    fakes.READ_TIMEOUT: "timed out (ReadTimeout)",
-    fakes.CONNECT_TIMEOUT: "timed out (ConnectTimeout)",
+    fakes.READ_TIMEOUT: "timed out (",  # ReadTimeout, or the total deadline first
+    fakes.CONNECT_TIMEOUT: "timed out (",
     fakes.RESET: "network error",
     fakes.NOT_JSON: "not JSON",
     fakes.UNAUTHORIZED: "HTTP 401",
