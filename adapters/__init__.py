@@ -1,16 +1,6 @@
-"""CRM adapters, one module or package per CRM, all built on ``bridge.adapter``.
+"""CRM adapters, one same-shaped package per CRM, all built on the SDK in ``bridge.adapter``.
 
-``BUILTIN`` is the registry: adding a CRM is one line here (plus its module and tests).
-Third-party adapters register under the ``pbx_bridge.adapters`` entry-point group instead.
+Each ``adapters/<crm>/__init__.py`` holds the package's ``MANIFEST``; pyproject.toml registers
+it under the ``pbx_bridge.adapters`` entry-point group, exactly as a third-party adapter
+registers. Nothing here lists the CRMs: see docs/ARCHITECTURE.md, "Adding a CRM".
 """
-
-BUILTIN: dict[str, str] = {
-    "local": "adapters.local:LocalAdapter",
-    "http": "adapters.webhook:HttpAdapter",
-    "amocrm": "adapters.amocrm:AmoCRMAdapter",
-    "kommo": "adapters.amocrm:AmoCRMAdapter",
-    "bitrix24": "adapters.bitrix24:Bitrix24Adapter",
-    "hubspot": "adapters.hubspot:HubSpotAdapter",
-    "pipedrive": "adapters.pipedrive:PipedriveAdapter",
-    "zoho": "adapters.zoho:ZohoAdapter",
-}

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bridge.adapter import Adapter, AdapterSettings, CallLog, CheckResult, Contact, FollowUp
-from bridge.call import Call
+from bridge.adapter import (
+    Adapter,
+    AdapterSettings,
+    CallLog,
+    CheckResult,
+    Contact,
+    FollowUp,
+    NewContact,
+)
 from bridge.phones import Phone
 
 
@@ -24,9 +31,9 @@ class ExactSearchCRM(Adapter):
                 return Contact(self.store[form])
         return None
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        self.store[phone.e164] = f"c{len(self.store)}"
-        return Contact(self.store[phone.e164])
+    async def create_contact(self, new: NewContact) -> Contact:
+        self.store[new.phone.e164] = f"c{len(self.store)}"
+        return Contact(self.store[new.phone.e164])
 
     async def log_call(self, log: CallLog) -> str:
         return f"call-{log.call.uuid}"

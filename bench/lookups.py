@@ -21,10 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import adapters
 from bench.common import machine
 from bench.exactsearch import ExactSearchCRM
-from bridge import logs
+from bridge import logs, registry
+from bridge.registry import ENTRY_POINT_GROUP
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock, vendor_sample
 
@@ -68,7 +68,12 @@ async def run(calls: int, seed: int, ttl: float) -> dict[str, float]:
 async def main(calls: int, seed: int) -> None:
     print(f"machine: {machine()}")
     logs.configure("WARNING", "json")
-    adapters.BUILTIN["exactsearch"] = "bench.exactsearch:ExactSearchCRM"
+    # Registered like a third-party adapter (an entry point), for this run only.
+    from importlib.metadata import EntryPoint
+
+    plugin = EntryPoint("exactsearch", "bench.exactsearch:ExactSearchCRM", ENTRY_POINT_GROUP)
+    real = registry.entry_points
+    registry.entry_points = lambda group: [*real(group=group), plugin]
     for ttl in (0.0, 60.0):
         r = await run(calls, seed, ttl)
         print(

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from bridge.admin import PREFIX as ADMIN_PREFIX
+from bridge.admin import Intake, admin_app, intake_ctx
 from bridge.deliver.service import Delivery, job_planner
-from bridge.keys import CLOCK, DB, DELIVERY, LINKS, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, LINKS, METRICS, SETTINGS, TOKEN, WRITER
 from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
@@ -153,7 +155,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[METRICS] = Metrics()
     app[ADAPTERS] = configured(settings.adapters)
     app[THROTTLE] = BadTokenThrottle()
+    app[INTAKE] = Intake(clock)
     app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(intake_ctx)
     app.cleanup_ctx.append(recordings_ctx)
     app.cleanup_ctx.append(_delivery)
     app.cleanup_ctx.append(sweep_ctx)
@@ -163,4 +167,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get(RECORDING_ROUTE, handle_recording)
+    if settings.admin.enabled:  # otherwise every /admin/ URL is a plain 404
+        app.add_subapp(ADMIN_PREFIX, admin_app(settings))
     return app

@@ -79,6 +79,28 @@ class Call:
     def internal(self) -> bool:
         return self.client is None
 
+    @property
+    def key(self) -> str:
+        """``domain/uuid``: the call's identity in the bridge (``crm_objects.call_key``)."""
+        return f"{self.domain}/{self.uuid}"
+
+    @property
+    def client_number(self) -> str:
+        """The client's number in E.164, or as onlinePBX sent it when it could not be read."""
+        return self.client.e164 if self.client is not None else self.client_raw
+
+    @property
+    def line(self) -> str:
+        """Our side of the call: the PBX line (gateway) it came in on or went out by, else the
+        extension; empty when neither is known."""
+        return self.gateway or self.extension or ""
+
+    def parties(self, line: str | None = None) -> tuple[str, str]:
+        """``(from, to)``: the client and our ``line`` (default :attr:`line`) by direction."""
+        ours = self.line if line is None else line
+        client = self.client_number
+        return (client, ours) if self.direction == INBOUND else (ours, client)
+
 
 def _int(payload: dict[str, Any], key: str) -> int:
     value = str(payload.get(key) or "").strip()

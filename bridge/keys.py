@@ -20,3 +20,4 @@ DELIVERY = web.AppKey("delivery", "Delivery")
 PBX_API = web.AppKey("onlinepbx_api", "OnlinePBX")
 LINKS = web.AppKey("recording_links", "RecordingLinks")
 RECORDINGS = web.AppKey("recordings", "Recordings")
+INTAKE = web.AppKey("intake", "Intake")  # bridge.admin.intake: webhook outcomes per hour

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 
@@ -27,6 +28,18 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
+
+
+def redact_tree(value: Any, redactor: Redactor | None = None) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with every string redacted."""
+    redactor = redactor or REDACTOR
+    if isinstance(value, dict):
+        return {k: redact_tree(v, redactor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(v, redactor) for v in value]
+    if isinstance(value, str):
+        return redactor(value)
+    return value
 
 
 # One process-wide redactor: logging, the worker and the CLI all mask through it.

@@ -130,6 +130,74 @@ class LogSettings(_Table):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+ADMIN_MIN_PASSWORD = 8
+
+
+class AdminSettings(_Table):
+    """The browser console at ``/admin/``: off (404) unless a password or its hash is set."""
+
+    password: SecretStr | None = None
+    password_hash: str | None = Field(None, description="made by `pbx-bridge admin-password`")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+
+    @field_validator("password")
+    @classmethod
+    def _password_strength(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < ADMIN_MIN_PASSWORD:
+            raise ValueError(f"must be at least {ADMIN_MIN_PASSWORD} characters")
+        return v
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_shape(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("scrypt$"):
+            raise ValueError("not a hash made by `pbx-bridge admin-password`")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return self.password is not None or bool(self.password_hash)
+
+
+class TelegramAlerts(_Table):
+    bot_token: SecretStr
+    chat_id: str
+    base_url: str = "https://api.telegram.org"
+
+
+class EmailAlerts(_Table):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(15.0, gt=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class WebhookAlerts(_Table):
+    url: str
+    secret: SecretStr = Field(description="signs each alert (Standard Webhooks HMAC)")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class AlertsSettings(_Table):
+    """Messages to the admin when delivery is in trouble; no channel configured = off."""
+
+    interval_seconds: float = Field(300.0, ge=1, description="one message per adapter per this")
+    pending_age_minutes: float = Field(30.0, gt=0, description="oldest pending job older → alert")
+    telegram: TelegramAlerts | None = None
+    email: EmailAlerts | None = None
+    webhook: WebhookAlerts | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.telegram, self.email, self.webhook))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -142,6 +210,8 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     onlinepbx: OnlinePBXSettings = OnlinePBXSettings()
     log: LogSettings = LogSettings()
+    admin: AdminSettings = AdminSettings()
+    alerts: AlertsSettings = AlertsSettings()
     adapters: dict[str, dict[str, Any]] = {}
 
     @classmethod

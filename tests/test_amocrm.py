@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters.amocrm import AmoCRMAdapter, AmoCRMSettings
+from adapters.amocrm.adapter import AmoCRMAdapter
+from adapters.amocrm.settings import AmoCRMSettings
 from bridge.registry import adapter_class, configured
 from bridge.samples import sample
 from bridge.settings import SettingsError

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from adapters.bitrix24 import Bitrix24Settings
+from adapters.bitrix24.settings import Bitrix24Settings
 from bridge.registry import configured
 from bridge.samples import sample
 from bridge.settings import SettingsError

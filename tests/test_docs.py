@@ -31,9 +31,8 @@ def test_adapter_doc_example_is_a_valid_table(doc):
 
 
 def test_every_builtin_crm_adapter_is_documented():
-    from adapters import BUILTIN
+    from bridge.registry import manifests
 
-    documented = {p.stem for p in ADAPTER_DOCS}
-    modules = {target.split(":")[0].split(".")[1] for target in BUILTIN.values()}
-    assert modules - {"local", "webhook"} <= documented
-    assert (ROOT / "docs" / "HTTP_ADAPTER.md").exists()
+    for name, manifest in manifests().items():
+        assert manifest.docs, f"{name}: its manifest names no docs page"
+        assert (ROOT / manifest.docs).is_file(), f"{name}: {manifest.docs} is missing"

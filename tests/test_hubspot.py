@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.hubspot import HubSpotAdapter, HubSpotSettings
+from adapters.hubspot.adapter import HubSpotAdapter, HubSpotSettings
 from bridge.samples import sample
 from bridge.settings import SettingsError
 from bridge.testing import AdapterHarness

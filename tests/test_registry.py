@@ -9,7 +9,6 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from adapters import BUILTIN
 from bridge import logs, registry
 from bridge.adapter import Adapter, CheckResult
 from bridge.samples import sample
@@ -31,8 +30,24 @@ class PluginAdapter(Adapter):
 
 
 def test_builtin_names_resolve_to_adapter_classes():
-    for name in BUILTIN:
+    names = set(registry.available())
+    assert {"local", "http", "amocrm", "kommo", "bitrix24", "hubspot", "pipedrive"} <= names
+    for name in names:
         assert issubclass(registry.adapter_class(name), Adapter)
+
+
+def test_the_core_imports_no_adapter_package():
+    # Built-ins are entry points like any plugin: nothing in bridge/ names an adapter package.
+    import pathlib
+    import re
+
+    core = pathlib.Path(registry.__file__).resolve().parent
+    offenders = [
+        str(p.relative_to(core))
+        for p in core.rglob("*.py")
+        if re.search(r"^\s*(from|import) adapters\b", p.read_text(), re.M)
+    ]
+    assert offenders == []
 
 
 def test_entry_point_plugin_is_configurable(monkeypatch, tmp_path):
@@ -44,8 +59,10 @@ def test_entry_point_plugin_is_configurable(monkeypatch, tmp_path):
 
 def test_a_plugin_cannot_shadow_a_builtin(monkeypatch):
     ep = EntryPoint("local", f"{__name__}:PluginAdapter", registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [ep])
-    assert registry.adapter_class("local") is not PluginAdapter
+    real = registry.entry_points
+    for order in (lambda g: [ep, *real(group=g)], lambda g: [*real(group=g), ep]):
+        monkeypatch.setattr(registry, "entry_points", lambda group, order=order: order(group))
+        assert registry.adapter_class("local") is not PluginAdapter
 
 
 def test_entry_point_that_is_not_an_adapter_is_a_settings_error(monkeypatch):

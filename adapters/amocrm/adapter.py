@@ -23,6 +23,7 @@ from bridge.adapter import (
     CheckResult,
     Contact,
     FollowUp,
+    NewContact,
     Permanent,
     RetryLater,
     json_body,
@@ -228,8 +229,9 @@ class AmoCRMAdapter(Adapter):
             and not lead.get("is_deleted")
         }
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        name = self.ctx.texts.render("contact_name", call)
+    async def create_contact(self, new: NewContact) -> Contact:
+        phone, owner_id, call = new.phone, new.owner_id, new.call
+        name = new.name
         owner = _user(owner_id)
         contact = _compact(
             {

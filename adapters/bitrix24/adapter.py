@@ -20,6 +20,7 @@ from bridge.adapter import (
     CheckResult,
     Contact,
     FollowUp,
+    NewContact,
     Permanent,
     RetryLater,
 )
@@ -199,9 +200,10 @@ class Bitrix24Adapter(Adapter):
                 )
         return None
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
+    async def create_contact(self, new: NewContact) -> Contact:
+        phone, owner_id, call = new.phone, new.owner_id, new.call
         user = owner_id or await self._fallback_user()
-        name = self.ctx.texts.render("contact_name", call)
+        name = new.name
         if (
             self.settings.lead_creation == "register"
             and call.event == CALL_END

@@ -1,9 +1,21 @@
 """``hubspot``: calls, missed-call tasks and new contacts in HubSpot CRM (API v3).
 
-See docs/adapters/hubspot.md. ``api`` knows HubSpot's auth, limits and error envelope;
-``adapter`` maps the bridge's calls onto HubSpot objects.
+``settings`` (the table), ``api`` (auth, the search limit, the error envelope), ``adapter``
+(the mapping onto HubSpot's contacts, calls and tasks).
 """
 
-from adapters.hubspot.adapter import HubSpotAdapter, HubSpotSettings
+from bridge.adapter import Manifest
 
-__all__ = ["HubSpotAdapter", "HubSpotSettings"]
+MANIFEST = Manifest(
+    name="hubspot",
+    adapter="adapters.hubspot.adapter:HubSpotAdapter",
+    title="HubSpot",
+    summary="call engagements (talk time in ms, status, recording) on the contact, missed calls"
+    " as CALL tasks",
+    idempotency_key=None,  # no idempotency key on calls or tasks
+    capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
+    docs="docs/adapters/hubspot.md",
+    fake="tests.reliability.crm_fakes:FakeHubSpot",
+    fake_table="tests.reliability.targets:_hubspot_table",
+    fake_secrets=("access_token",),
+)

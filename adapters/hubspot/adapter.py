@@ -14,8 +14,15 @@ import phonenumbers
 from pydantic import Field, SecretStr, model_validator
 
 from adapters.hubspot.api import HubSpotAPI
-from bridge.adapter import Adapter, AdapterSettings, CallLog, CheckResult, Contact, FollowUp
-from bridge.call import Call
+from bridge.adapter import (
+    Adapter,
+    AdapterSettings,
+    CallLog,
+    CheckResult,
+    Contact,
+    FollowUp,
+    NewContact,
+)
 from bridge.phones import Phone
 
 CALL_TO_CONTACT = 194
@@ -166,8 +173,9 @@ class HubSpotAdapter(Adapter):
             extra={"matches": len(hits)} if len(hits) > 1 else {},
         )
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        name = self.ctx.texts.render("contact_name", call)
+    async def create_contact(self, new: NewContact) -> Contact:
+        phone, owner_id = new.phone, new.owner_id
+        name = new.name
         data = await self.api.call(
             "POST",
             "/crm/v3/objects/contacts",

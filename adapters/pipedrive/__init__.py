@@ -1,9 +1,21 @@
 """``pipedrive``: call logs, missed-call activities and new persons in Pipedrive.
 
-See docs/adapters/pipedrive.md. ``api`` knows Pipedrive's auth, limits and error envelope;
-``adapter`` maps the bridge's calls onto Pipedrive's API v1 (call logs) and v2 (the rest).
+``settings`` (the table), ``api`` (auth, limits, error envelope), ``adapter`` (the mapping onto
+API v1 call logs and v2 persons/activities), ``fake`` (a loopback Pipedrive for the harness).
 """
 
-from adapters.pipedrive.adapter import PipedriveAdapter, PipedriveSettings
+from bridge.adapter import Manifest
 
-__all__ = ["PipedriveAdapter", "PipedriveSettings"]
+MANIFEST = Manifest(
+    name="pipedrive",
+    adapter="adapters.pipedrive.adapter:PipedriveAdapter",
+    title="Pipedrive",
+    summary="call logs on the person, missed calls as call activities; requests"
+    " contract-tested against Pipedrive's OpenAPI files",
+    idempotency_key=None,  # no idempotency key on call logs or activities
+    capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
+    docs="docs/adapters/pipedrive.md",
+    fake="tests.reliability.crm_fakes:FakePipedrive",
+    fake_table="tests.reliability.targets:_pipedrive_table",
+    fake_secrets=("api_token",),
+)

@@ -10,40 +10,24 @@ import html
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import SecretStr, model_validator
-
 from adapters.pipedrive.api import PipedriveAPI
+from adapters.pipedrive.settings import PipedriveSettings
 from bridge.adapter import (
     Adapter,
-    AdapterSettings,
+    AdapterContext,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
-    Permanent,
+    NewContact,
+    compact,
+    user_number,
 )
 from bridge.call import Call
 from bridge.phones import Phone
 
 WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
 OUTCOME = {"answered": "connected", "busy": "busy", "missed": "no_answer", "no_answer": "no_answer"}
-
-
-class PipedriveSettings(AdapterSettings):
-    api_token: SecretStr | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    refresh_token: SecretStr | None = None
-    activity_type: str = "call"  # key_string of the activity type for missed-call follow-ups
-
-    @model_validator(mode="after")
-    def _credentials(self) -> PipedriveSettings:
-        oauth = (self.client_id, self.client_secret, self.refresh_token)
-        if self.api_token is None and not all(oauth):
-            raise ValueError(
-                "set api_token, or client_id, client_secret and refresh_token (OAuth app)"
-            )
-        return self
 
 
 def utc_time(moment: datetime) -> str:
@@ -54,34 +38,17 @@ def utc_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def user_id(value: str | None) -> int | None:
-    """Pipedrive user ids are integers; a non-numeric id in the `users` map is a config error."""
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise Permanent(
-            f"Pipedrive user id {value!r} is not a number: fix the `users` map or default_user"
-            " (`pbx-bridge check` lists the ids)"
-        ) from None
-
-
 def outcome(call: Call) -> str:
     if call.outcome == "failed":
         return "wrong_number" if call.hangup_cause in WRONG_NUMBER_CAUSES else "no_answer"
     return OUTCOME.get(call.outcome, "no_answer")
 
 
-def _compact(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if v is not None}
-
-
 class PipedriveAdapter(Adapter):
     Settings = PipedriveSettings
     settings: PipedriveSettings
 
-    def __init__(self, settings: PipedriveSettings, ctx: Any) -> None:
+    def __init__(self, settings: PipedriveSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
         self.api = PipedriveAPI(settings, ctx)
 
@@ -113,13 +80,13 @@ class PipedriveAdapter(Adapter):
             extra={"matches": len(hits)} if len(hits) > 1 else {},
         )
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        name = self.ctx.texts.render("contact_name", call)
-        body = _compact(
+    async def create_contact(self, new: NewContact) -> Contact:
+        name = new.name
+        body = compact(
             {
                 "name": name,
-                "owner_id": user_id(owner_id),
-                "phones": [{"value": phone.e164, "primary": True, "label": "work"}],
+                "owner_id": user_number(new.owner_id),
+                "phones": [{"value": new.phone.e164, "primary": True, "label": "work"}],
             }
         )
         data = await self.api.call("POST", "/api/v2/persons", "add person", json=body)
@@ -127,7 +94,7 @@ class PipedriveAdapter(Adapter):
         return Contact(
             id=str(data["id"]),
             name=data.get("name") or name,
-            owner_id=str(owner) if owner is not None else owner_id,
+            owner_id=str(owner) if owner is not None else new.owner_id,
             kind="person",
         )
 
@@ -135,13 +102,11 @@ class PipedriveAdapter(Adapter):
 
     def call_log_body(self, log: CallLog) -> dict[str, Any]:
         c = log.call
-        client = c.client.e164 if c.client else c.client_raw
-        line = c.gateway or c.extension or client  # to_phone_number is required
-        frm, to = (client, line) if c.direction == "inbound" else (line, client)
+        frm, to = c.parties(c.line or c.client_number)  # to_phone_number is required
         note = self.ctx.texts.render("call_note", c)
-        return _compact(
+        return compact(
             {
-                "user_id": user_id(log.user_id),
+                "user_id": user_number(log.user_id),
                 "subject": log.title,
                 "duration": str(c.talk_seconds),  # talk time, seconds, a string in the spec
                 "outcome": outcome(c),
@@ -169,11 +134,11 @@ class PipedriveAdapter(Adapter):
 
     def activity_body(self, task: FollowUp) -> dict[str, Any]:
         due = task.due_at.astimezone(UTC)  # Pipedrive keeps due_date/due_time in UTC
-        return _compact(
+        return compact(
             {
                 "subject": task.title,
                 "type": self.settings.activity_type,
-                "owner_id": user_id(task.user_id),
+                "owner_id": user_number(task.user_id),
                 "person_id": int(task.contact.id) if task.contact else None,
                 "due_date": due.strftime("%Y-%m-%d"),
                 "due_time": due.strftime("%H:%M"),
@@ -198,7 +163,7 @@ class PipedriveAdapter(Adapter):
             for u in users or []
             if u.get("active_flag", True)
         ]
-        mode = "OAuth" if self.api.tokens else "API token"
+        mode = "OAuth" if self.api.auth and self.api.auth.oauth else "API token"
         return CheckResult(
             account=(
                 f"Pipedrive company {me.get('company_name', '?')}"

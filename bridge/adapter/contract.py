@@ -1,9 +1,11 @@
 """The adapter contract: what every CRM module in ``adapters/`` implements.
 
-An adapter is a class with a typed ``Settings`` model (a subclass of :class:`AdapterSettings`)
-and four async methods. The core decides *what* to do (find or create the contact, who is
-responsible, when a task is due) and records what was created; the adapter only knows *how*
-its CRM does it.
+An adapter is a class with a typed ``Settings`` model (a subclass of :class:`AdapterSettings`),
+the required async methods ``log_call``, ``create_task`` and ``check``, and any optional ones
+it supports (``find_contact``, ``create_contact``…): capabilities are read from the methods a
+class defines (:func:`capabilities`), never declared twice. The core decides *what* to do (find
+or create the contact, who is responsible, when a task is due, the new contact's name) and
+records what was created; the adapter only knows *how* its CRM does it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from bridge.adapter.errors import Permanent
 from bridge.adapter.http import CRMClient
+from bridge.adapter.outcomes import Skipped
 from bridge.adapter.ratelimit import make_limiter
 from bridge.call import Call
 from bridge.phones import Phone
@@ -32,6 +36,13 @@ if TYPE_CHECKING:
 LOG_CALL = "log_call"
 CREATE_TASK = "create_task"
 ACTIONS = (LOG_CALL, CREATE_TASK)
+FIND_CONTACT = "find_contact"
+CREATE_CONTACT = "create_contact"
+CHECK = "check"
+#: Every method the core may call, i.e. every capability an adapter can have by defining it.
+#: Optional ones are simply absent from adapters that lack them (extend this tuple, and give
+#: the method a Protocol below, to add one).
+CAPABILITIES = (LOG_CALL, CREATE_TASK, CHECK, FIND_CONTACT, CREATE_CONTACT)
 
 
 def _as_id(value: Any) -> Any:
@@ -41,10 +52,21 @@ def _as_id(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) else value
 
 
+def compact(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without its None values (CRMs refuse an explicit null where a key may be absent)."""
+    return {k: v for k, v in body.items() if v is not None}
+
+
 class AdapterSettings(BaseModel):
     """Keys every ``[adapters.<name>]`` table accepts. Adapters add their own."""
 
     model_config = ConfigDict(extra="forbid")
+
+    #: The CRM's name in messages ("amoCRM user ids are numbers…").
+    CRM: ClassVar[str] = "this CRM"
+    #: ``number``: user ids (``users`` values, ``default_user``) must be integers, checked
+    #: when the settings load, so ``check`` fails fast instead of every job dying later.
+    USER_IDS: ClassVar[Literal["text", "number"]] = "text"
 
     type: str | None = Field(None, description="registry name, when the table name differs")
     enabled: bool = True
@@ -91,6 +113,20 @@ class AdapterSettings(BaseModel):
     def _strings(cls, v: Any) -> Any:
         return [str(x) for x in v] if isinstance(v, list) else v
 
+    @model_validator(mode="after")
+    def _typed_user_ids(self) -> AdapterSettings:
+        if self.USER_IDS != "number":
+            return self
+        bad = [f"users.{ext} = {uid!r}" for ext, uid in self.users.items() if not _numeric(uid)]
+        if self.default_user is not None and not _numeric(self.default_user):
+            bad.append(f"default_user = {self.default_user!r}")
+        if bad:
+            raise ValueError(
+                f"{self.CRM} user ids are numbers (`pbx-bridge check` lists them); not a"
+                f" number: {', '.join(bad)}"
+            )
+        return self
+
     def secrets(self) -> list[str]:
         """Every SecretStr value in these settings, for redaction."""
         return [
@@ -98,6 +134,23 @@ class AdapterSettings(BaseModel):
             for v in (getattr(self, n) for n in type(self).model_fields)
             if isinstance(v, SecretStr)
         ]
+
+
+def _numeric(value: str) -> bool:
+    return str(value).strip().lstrip("-").isdigit()
+
+
+def user_number(user_id: str | None) -> int | None:
+    """A user id of a CRM whose ids are numbers (validated at load, see ``USER_IDS``)."""
+    if user_id is None or str(user_id).strip() == "":
+        return None
+    try:
+        return int(str(user_id).strip())
+    except ValueError:
+        raise Permanent(
+            f"user id {user_id!r} is not a number: fix the `users` map or default_user"
+            " (`pbx-bridge check` lists the ids)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +162,17 @@ class Contact:
     owner_id: str | None = None
     kind: str = "contact"
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewContact:
+    """A contact the core decided to create: for ``phone``, named by the core's template."""
+
+    phone: Phone
+    name: str  # the rendered ``contact_name`` template
+    owner_id: str | None
+    call: Call
+    state: CallState
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +229,21 @@ class AdapterContext:
 
 
 class Adapter(ABC):
-    """Base class of every adapter. Subclasses set ``Settings`` and implement the methods."""
+    """Base class of every adapter. Subclasses set ``Settings`` and implement the methods.
+
+    Optional capabilities are methods a subclass *may* define (the base does not, so their
+    presence is the declaration):
+
+    - ``async find_contact(phone: Phone) -> Contact | None``: the CRM record for ``phone``
+      (confirm hits with ``phone.matches``);
+    - ``async create_contact(new: NewContact) -> Contact``: create one (only called when
+      ``create_contacts`` allows it).
+
+    ``log_call`` and ``create_task`` return the created object's id, or :class:`Skipped`
+    when there is honestly nothing to write (booked as done, with the reason).
+    """
 
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
-    #: False for adapters with no contact concept (e.g. a generic webhook receiver).
-    supports_contacts: ClassVar[bool] = True
 
     def __init__(self, settings: AdapterSettings, ctx: AdapterContext) -> None:
         self.settings = settings
@@ -178,19 +252,12 @@ class Adapter(ABC):
     async def setup(self) -> None:
         """Called once before the first job (create tables, load stored tokens). No network."""
 
-    async def find_contact(self, phone: Phone) -> Contact | None:
-        """The CRM record for ``phone``, or None. Confirm hits with ``phone.matches``."""
-        return None
-
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        raise NotImplementedError
-
     @abstractmethod
-    async def log_call(self, log: CallLog) -> str:
+    async def log_call(self, log: CallLog) -> str | Skipped:
         """Write the call to the CRM; return the id of what was created."""
 
     @abstractmethod
-    async def create_task(self, task: FollowUp) -> str:
+    async def create_task(self, task: FollowUp) -> str | Skipped:
         """Create the follow-up for a missed call; return its id."""
 
     @abstractmethod
@@ -199,3 +266,24 @@ class Adapter(ABC):
 
     async def aclose(self) -> None:
         """Release clients; called once on shutdown."""
+
+
+@runtime_checkable
+class FindsContacts(Protocol):
+    async def find_contact(self, phone: Phone) -> Contact | None: ...
+
+
+@runtime_checkable
+class CreatesContacts(Protocol):
+    async def create_contact(self, new: NewContact) -> Contact: ...
+
+
+def capabilities(adapter: Adapter | type[Adapter]) -> frozenset[str]:
+    """What an adapter can do: the methods of :data:`CAPABILITIES` its class defines."""
+    cls = adapter if isinstance(adapter, type) else type(adapter)
+    return frozenset(
+        name
+        for name in CAPABILITIES
+        if callable(getattr(cls, name, None))
+        and not getattr(getattr(cls, name), "__isabstractmethod__", False)
+    )

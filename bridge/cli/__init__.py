@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "local",
     "backfill",
     "send_sample",
+    "admin",
 )
 
 DESCRIPTION = (

@@ -11,23 +11,14 @@ from bridge.cli.base import Commands, with_db
 from bridge.deliver.service import build_adapter
 from bridge.metrics import Metrics
 from bridge.onlinepbx import commands as onlinepbx
-from bridge.redact import REDACTOR
+from bridge.redact import REDACTOR, redact_tree
 from bridge.registry import configured
 from bridge.settings import Settings
 from bridge.store.db import Database
 
 
 def _masked(settings: Settings) -> dict[str, Any]:
-    def mask(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: mask(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [mask(v) for v in value]
-        if isinstance(value, str):
-            return REDACTOR(value)
-        return value
-
-    return mask(json.loads(settings.model_dump_json()))
+    return redact_tree(json.loads(settings.model_dump_json()))
 
 
 def _masked_model(model: Any) -> dict[str, Any]:

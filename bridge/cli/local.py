@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from bridge.cli.base import Commands, Run, emit, with_db
+from bridge.registry import adapter_class
 from bridge.settings import Settings
 from bridge.store.db import Database
 
@@ -25,13 +26,14 @@ TASK_COLUMNS = ("id", "due_at", "client", "title", "user_id")
 
 def cmd_list_local(kind: str) -> Run:
     def command(settings: Settings, args: argparse.Namespace) -> int:
-        from adapters.local import list_calls, list_tasks
+        # Through the registry, like any adapter: the core imports no adapter package.
+        local = adapter_class("local")
 
         async def run(db: Database) -> int:
             if kind == "calls":
-                emit(await list_calls(db, args.limit), CALL_COLUMNS, args.json)
+                emit(await local.list_calls(db, args.limit), CALL_COLUMNS, args.json)
             else:
-                emit(await list_tasks(db, args.limit), TASK_COLUMNS, args.json)
+                emit(await local.list_tasks(db, args.limit), TASK_COLUMNS, args.json)
             return 0
 
         return asyncio.run(with_db(settings, run))

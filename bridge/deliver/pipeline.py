@@ -10,14 +10,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.adapter.contract import (
+    CREATE_CONTACT,
     CREATE_TASK,
+    FIND_CONTACT,
     LOG_CALL,
     Adapter,
     AdapterSettings,
     CallLog,
     Contact,
     FollowUp,
+    NewContact,
+    capabilities,
 )
+from bridge.adapter.outcomes import Delivered, Outcome, Skipped
 from bridge.call import Call, build_call
 from bridge.deliver.contacts import ContactCache
 from bridge.onlinepbx.links import RecordingLinks
@@ -30,7 +35,6 @@ from bridge.store.state import CallState, call_key
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
-SKIPPED = "skipped: "
 
 
 def _digits(value: str) -> str:
@@ -62,6 +66,10 @@ class Pipeline:
         self._gateways = {_digits(g) for g in settings.gateways}
         self._links = links  # None: adapters get onlinePBX's own (30-minute) recording link
         self._contacts = ContactCache(settings.contact_cache_seconds, clock)
+        # Capabilities by presence: an adapter without contact methods still logs every call.
+        can = capabilities(adapter)
+        self._finds = FIND_CONTACT in can
+        self._creates = CREATE_CONTACT in can
 
     def skip_reason(self, call: Call, action: str) -> str | None:
         """Why this call causes nothing for this adapter (None: it does)."""
@@ -80,18 +88,18 @@ class Pipeline:
             return f"talk time {call.talk_seconds}s under min_talk_seconds"
         return None
 
-    async def run(self, job: Job) -> str:
-        """Deliver ``job``; returns the CRM id (or why it was skipped). Raises DeliveryError."""
+    async def run(self, job: Job) -> Outcome:
+        """Deliver ``job``: what the CRM holds now, or why nothing. Raises DeliveryError."""
         call = build_call(job.payload, self._parser, recovered=job.recovered)
         if self._links is not None:
             call = self._links.apply(call, self._clock())
         reason = self.skip_reason(call, job.action)
         if reason:
-            return SKIPPED + reason
+            return Skipped(reason)
         state = CallState(self._db, self.name, call_key(job.domain, job.uuid), self._clock)
         already = await state.get(job.action)
         if already is not None:
-            return already
+            return Delivered(already)
         contact = await self._contact(call, state)
         users = self.settings.users
         mapped = users.get(call.extension) if call.extension else None
@@ -119,26 +127,37 @@ class Pipeline:
             )
             created = await self.adapter.create_task(task)
         else:
-            return SKIPPED + f"unknown action {job.action}"
+            return Skipped(f"unknown action {job.action}")
+        if isinstance(created, Skipped):
+            return created  # not remembered: nothing was created
         await state.put(job.action, str(created))
-        return str(created)
+        return Delivered(str(created))
 
     def _may_create(self, call: Call) -> bool:
         policy = self.settings.create_contacts
         return policy == "always" or (policy == "inbound" and call.direction == "inbound")
 
     async def _contact(self, call: Call, state: CallState) -> Contact | None:
-        if not self.adapter.supports_contacts or call.client is None:
+        if not (self._finds or self._creates) or call.client is None:
             return None
         remembered = await state.get(CONTACT_KEY)
         if remembered is not None:
             return Contact(**json.loads(remembered))
         async with self._contacts.number(call.client):
-            contact = await self._contacts.find(call.client, self.adapter.find_contact)
-            if contact is None and self._may_create(call):
+            contact = None
+            if self._finds:
+                find = self.adapter.find_contact  # type: ignore[attr-defined]
+                contact = await self._contacts.find(call.client, find)
+            if contact is None and self._creates and self._may_create(call):
                 mapped = self.settings.users.get(call.extension) if call.extension else None
-                contact = await self.adapter.create_contact(
-                    call.client, mapped or self.settings.default_user, call
+                contact = await self.adapter.create_contact(  # type: ignore[attr-defined]
+                    NewContact(
+                        phone=call.client,
+                        name=self._texts.render("contact_name", call),
+                        owner_id=mapped or self.settings.default_user,
+                        call=call,
+                        state=state,
+                    )
                 )
                 self._contacts.created(call.client, contact)
                 # Remembered at once: a retry of a later step must not create a second contact.

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from bridge.adapter.errors import Permanent, RetryLater
+from bridge.adapter.outcomes import SKIPPED_LABEL, Skipped
 from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.metrics import Metrics
@@ -122,7 +123,7 @@ class AdapterWorker:
             uuid=job.uuid, _event=job.event, adapter=self.name, job_id=job.id
         ):
             try:
-                result = await self.pipeline.run(job)
+                outcome = await self.pipeline.run(job)
             except asyncio.CancelledError:
                 await asyncio.shield(self._outbox.release(job.id))
                 log.info("job interrupted by shutdown, left pending")
@@ -137,7 +138,17 @@ class AdapterWorker:
                 log.exception("adapter raised an unexpected error; will retry")
                 await self._retry(job, f"unexpected error: {type(exc).__name__}: {exc}", None)
             else:
-                await self._book(job.id, lambda: self._outbox.mark_done(job.id, result), DONE)
+                result = outcome.result
+                skipped = isinstance(outcome, Skipped)
+                await self._book(
+                    job.id,
+                    lambda: self._outbox.mark_done(job.id, result),
+                    DONE,
+                    label=SKIPPED_LABEL if skipped else DONE,
+                )
+                if skipped:
+                    log.info("skipped", action=job.action, reason=outcome.reason)
+                    return
                 self._metrics.delivery_latency.labels(self.name).observe(
                     max(0.0, self._clock() - job.created_at)
                 )
@@ -163,16 +174,20 @@ class AdapterWorker:
         await self._book(job.id, lambda: self._outbox.mark_dead(job.id, reason), DEAD)
         log.error("job is dead", reason=reason, attempts=job.attempts)
 
-    async def _book(self, job_id: int, write: Booking, status: str) -> None:
+    async def _book(
+        self, job_id: int, write: Booking, status: str, label: str | None = None
+    ) -> None:
+        """Record an outcome; ``label`` is the jobs metric's status (e.g. skipped vs done)."""
+        label = label or status
         try:
             await write()
         except StorageError as exc:
             # Kept in memory and booked when the database is back (the job stays 'running'
             # meanwhile; if the process dies first, the next start takes the job again).
-            self._unbooked[job_id] = (write, status)
+            self._unbooked[job_id] = (write, label)
             log.error("could not record job outcome; will retry", status=status, error=str(exc))
         else:
-            self._metrics.jobs.labels(self.name, status).inc()
+            self._metrics.jobs.labels(self.name, label).inc()
 
     async def _rebook(self) -> None:
         """Book the outcomes the database refused earlier; StorageError if it still does."""

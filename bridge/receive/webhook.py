@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bridge.keys import CLOCK, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.keys import CLOCK, INTAKE, METRICS, SETTINGS, TOKEN, WRITER
 from bridge.receive.access import client_ip, domain_allowed, ip_allowed, token_ok
 from bridge.receive.parsing import RequestRejected, read_fields
 from bridge.receive.throttle import BadTokenThrottle
@@ -41,6 +41,15 @@ async def read_body_in_time(request: web.Request, max_bytes: int) -> dict[str, A
         ) from exc
 
 
+def _note(
+    request: web.Request, outcome: str, sender: str, status: int = 0, detail: str = ""
+) -> None:
+    """Count the outcome for the admin console (bridge/admin/intake.py): memory only here."""
+    intake = request.app.get(INTAKE)
+    if intake is not None:
+        intake.note(outcome, sender=sender, status=status, detail=detail)
+
+
 def _reject(exc: RequestRejected) -> web.Response:
     # After a refused body the connection is closed: what is left of it is never read.
     headers = {"Connection": "close"} if exc.status in (408, 413) else None
@@ -57,6 +66,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
     wait = guard.retry_after(sender)
     if wait is not None:
         metrics.events.labels("-", "throttled").inc()
+        _note(request, "throttled", sender, 429)
         return web.json_response(
             {"ok": False, "error": "too_many_requests", "detail": "too many wrong tokens"},
             status=429,
@@ -64,6 +74,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         )
     if not token_ok(request.match_info.get("token", ""), request.app[TOKEN]):
         metrics.events.labels("-", "bad_token").inc()
+        _note(request, "bad_token", sender, 404)
         if guard.miss(sender):
             log.warning("address blocked after repeated wrong tokens", ip=sender)
         else:
@@ -71,6 +82,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": "not_found"}, status=404)
     if not ip_allowed(sender, settings.allowed_ips):
         metrics.events.labels("-", "forbidden").inc()
+        _note(request, "ip_not_allowed", sender, 403)
         log.warning("webhook from an address not in allowed_ips", ip=sender)
         return web.json_response(
             {"ok": False, "error": "forbidden", "detail": "address not allowed"}, status=403
@@ -80,11 +92,13 @@ async def handle_webhook(request: web.Request) -> web.Response:
         incoming = validate(fields, request.app[CLOCK](), request.app[SETTINGS].onlinepbx.domain)
     except RequestRejected as exc:
         metrics.events.labels("-", "rejected").inc()
+        _note(request, exc.error, sender, exc.status, exc.detail)
         log.warning("webhook rejected", status=exc.status, error=exc.error, detail=exc.detail)
         return _reject(exc)
     bound: dict[str, Any] = {"uuid": incoming.uuid, "_event": incoming.event}
     if not domain_allowed(incoming.domain, settings.allowed_domains):
         metrics.events.labels(incoming.event, "forbidden").inc()
+        _note(request, "domain_not_allowed", sender, 403, incoming.domain)
         log.warning("webhook from a domain not in allowed_domains", domain=incoming.domain, **bound)
         return web.json_response(
             {"ok": False, "error": "forbidden", "field": "domain", "detail": "domain not allowed"},
@@ -94,6 +108,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         stored = await request.app[WRITER].submit(incoming)
     except StorageError as exc:
         metrics.events.labels(incoming.event, "storage_error").inc()
+        _note(request, "storage_error", sender, 503)
         log.error("could not store webhook; answered 503", error=str(exc), **bound)
         return web.json_response(
             {
@@ -105,6 +120,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         )
     outcome = "duplicate" if stored.duplicate else "stored"
     metrics.events.labels(incoming.event, outcome).inc()
+    _note(request, "duplicate" if stored.duplicate else "accepted", sender)
     # DEBUG: one line per accepted webhook cost ~20% of ingest throughput (BENCHMARKS.md);
     # rejections, storage errors and every delivery outcome are still logged at INFO+.
     log.debug("webhook " + outcome, jobs=stored.jobs, **bound)

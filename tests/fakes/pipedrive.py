@@ -7,6 +7,7 @@ test module loads them once (module-scoped fixture) and validates every captured
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,12 @@ from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-SPEC_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "crm-specs" / "pipedrive"
+# ``PBX_BRIDGE_CRM_SPECS`` points elsewhere (a worktree, a CI checkout of the specs).
+SPEC_ROOT = Path(
+    os.environ.get("PBX_BRIDGE_CRM_SPECS")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "crm-specs"
+)
+SPEC_DIR = SPEC_ROOT / "pipedrive"
 SPEC_HOST = "https://api.pipedrive.com"
 # Each spec's server path, and which file holds it.
 PREFIXES = {"/api/v2": "v2.yaml", "/v1": "v1.yaml"}

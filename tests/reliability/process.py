@@ -44,10 +44,10 @@ def write_settings(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
 # kill then takes the time the bridge itself needs (open the file, requeue, bind), not the
 # interpreter's start-up, so a CI run fits many kills.
 _WARM = (
-    "import importlib, sys\n"
-    "import adapters, bridge.cli\n"
-    "for target in adapters.BUILTIN.values():\n"
-    "    importlib.import_module(target.partition(':')[0])\n"
+    "import sys\n"
+    "import bridge.cli, bridge.registry\n"
+    "for name in bridge.registry.available():\n"
+    "    bridge.registry.adapter_class(name)\n"
     "if sys.stdin.readline() == 'go\\n':\n"
     "    sys.exit(bridge.cli.main(sys.argv[1:]))\n"
 )

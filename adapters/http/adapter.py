@@ -72,8 +72,9 @@ def call_document(call: Call) -> dict[str, Any]:
 
 
 class HttpAdapter(Adapter):
+    """No contact methods: a generic receiver has no contact concept (capabilities by presence)."""
+
     Settings = HttpSettings
-    supports_contacts = False
     settings: HttpSettings
 
     def __init__(self, settings: HttpSettings, ctx: Any) -> None:

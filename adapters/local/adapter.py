@@ -9,8 +9,15 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Any
 
-from bridge.adapter import Adapter, AdapterSettings, CallLog, CheckResult, Contact, FollowUp
-from bridge.call import Call
+from bridge.adapter import (
+    Adapter,
+    AdapterSettings,
+    CallLog,
+    CheckResult,
+    Contact,
+    FollowUp,
+    NewContact,
+)
 from bridge.phones import Phone
 from bridge.store.db import Database
 
@@ -56,10 +63,6 @@ class LocalSettings(AdapterSettings):
     rate_limit: float = 0.0  # no remote service to protect
 
 
-def _key(call: Call) -> str:
-    return f"{call.domain}/{call.uuid}"
-
-
 class LocalAdapter(Adapter):
     Settings = LocalSettings
 
@@ -79,14 +82,19 @@ class LocalAdapter(Adapter):
         )
         return None if row is None else Contact(row[0], row[1], row[2])
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
-        name = self.ctx.texts.render("contact_name", call)
+    async def create_contact(self, new: NewContact) -> Contact:
         await self._db.write(
             "INSERT OR IGNORE INTO local_contacts (id, phone, name, owner_id, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (uuidlib.uuid4().hex[:12], phone.e164, name, owner_id, call.ended_at.isoformat()),
+            (
+                uuidlib.uuid4().hex[:12],
+                new.phone.e164,
+                new.name,
+                new.owner_id,
+                new.call.ended_at.isoformat(),
+            ),
         )
-        found = await self.find_contact(phone)
+        found = await self.find_contact(new.phone)
         assert found is not None
         return found
 
@@ -98,10 +106,10 @@ class LocalAdapter(Adapter):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
             (
-                _key(c),
+                c.key,
                 c.uuid,
                 c.direction,
-                c.client.e164 if c.client else c.client_raw,
+                c.client_number,
                 c.extension,
                 c.gateway,
                 c.started_at.isoformat(),
@@ -122,9 +130,9 @@ class LocalAdapter(Adapter):
             " user_id, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
             (
-                _key(c),
+                c.key,
                 c.uuid,
-                c.client.e164 if c.client else c.client_raw,
+                c.client_number,
                 task.title,
                 task.description,
                 task.due_at.isoformat(),
@@ -133,6 +141,16 @@ class LocalAdapter(Adapter):
             ),
         )
         return f"task:{rows[0][0]}"
+
+    @staticmethod
+    async def list_calls(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge calls`` shows."""
+        return await list_calls(db, limit)
+
+    @staticmethod
+    async def list_tasks(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+        """What ``pbx-bridge tasks`` shows."""
+        return await list_tasks(db, limit)
 
     async def check(self) -> CheckResult:
         await self.setup()

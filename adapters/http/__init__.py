@@ -1,0 +1,16 @@
+"""``http``: each call log and task POSTed as a signed JSON document (docs/HTTP_ADAPTER.md)."""
+
+from bridge.adapter import Manifest
+
+MANIFEST = Manifest(
+    name="http",
+    adapter="adapters.http.adapter:HttpAdapter",
+    title="HTTP (Standard Webhooks)",
+    summary="POSTs a versioned JSON document per call log and task, signed per Standard Webhooks",
+    idempotency_key="webhook-id",  # stable per call and kind: the receiver drops a repeat
+    capabilities=frozenset({"log_call", "create_task", "check"}),
+    docs="docs/HTTP_ADAPTER.md",
+    fake="tests.reliability.fakes:HttpReceiver",
+    fake_table="tests.reliability.targets:_http_table",
+    fake_secrets=("secret",),
+)

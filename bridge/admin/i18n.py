@@ -1,0 +1,201 @@
+"""The console's words in English and Russian.
+
+The language is the browser's (``Accept-Language``, the first of ru/en it names), else
+``schedule.locale``; ``?lang=ru|en`` switches and is remembered in a cookie.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+LANGS = ("en", "ru")
+LANG_COOKIE = "pbx_admin_lang"
+
+EN: dict[str, str] = {
+    "title": "pbx-bridge console",
+    "overview": "Overview",
+    "calls": "Calls",
+    "outbox": "Outbox",
+    "rejected": "Rejected webhooks",
+    "settings": "Settings",
+    "live": "Calls in progress",
+    "logout": "Log out",
+    "login": "Log in",
+    "password": "Password",
+    "wrong_password": "Wrong password.",
+    "throttled": "Too many wrong passwords. Try again in {seconds} s.",
+    "adapter": "Adapter",
+    "delivered": "delivered",
+    "pending": "pending",
+    "running": "running",
+    "dead": "dead",
+    "oldest_pending": "Oldest pending",
+    "last_success": "Last success",
+    "last_error": "Last error",
+    "never": "never",
+    "none": "none",
+    "calls_per_hour": "Calls per hour, last 24 h",
+    "answered": "answered",
+    "missed": "missed",
+    "in_progress": "in progress",
+    "latency": "Delivery latency per hour, last 24 h (median and max, seconds)",
+    "intake": "Webhook intake, last 24 h",
+    "accepted": "accepted",
+    "duplicates": "duplicates",
+    "refused": "refused",
+    "search": "Search",
+    "search_hint": "phone number in any format, or call uuid",
+    "date_from": "From",
+    "date_to": "To",
+    "time": "Time",
+    "direction": "Direction",
+    "client": "Number",
+    "extension": "Extension",
+    "line": "Line",
+    "status": "Status",
+    "jobs": "Jobs",
+    "no_calls": "No calls found.",
+    "events": "Events received",
+    "event": "Event",
+    "fields": "Fields",
+    "recovered": "recovered by the sweep",
+    "action": "Action",
+    "attempts": "Attempts",
+    "due": "Due",
+    "result": "Result",
+    "crm_ids": "CRM ids",
+    "name": "Name",
+    "value": "Value",
+    "retry": "Retry",
+    "retry_all": "Retry all dead jobs of {adapter}",
+    "retried": "{n} job(s) sent back to pending.",
+    "no_jobs": "No jobs.",
+    "reason": "Reason",
+    "sender": "Sender",
+    "detail": "Detail",
+    "no_rejected": "No refused requests.",
+    "webhook_url": "Webhook URL for onlinePBX",
+    "reveal": "Reveal",
+    "copy": "Copy",
+    "copied": "Copied",
+    "test_call": "Test call",
+    "test_call_hint": "Sends a sample call to the CRM right now (not through the outbox).",
+    "phone": "Client phone",
+    "send": "Send",
+    "crm_answered": "The CRM answered",
+    "crm_failed": "The CRM refused",
+    "no_live": "No calls in progress.",
+    "live_hint": "Updates by itself (server-sent events); reload the page without JavaScript.",
+    "since": "Since",
+    "not_found": "Not found.",
+    "bad_input": "Check the form: {detail}",
+    "csrf": "The form expired; reload the page and try again.",
+    "all_adapters": "all adapters",
+    "show": "Show",
+    "secret_masked": "Secrets are shown as ***.",
+}
+
+RU: dict[str, str] = {
+    "title": "Консоль pbx-bridge",
+    "overview": "Обзор",
+    "calls": "Звонки",
+    "outbox": "Очередь",
+    "rejected": "Отклонённые веб-хуки",
+    "settings": "Настройки",
+    "live": "Звонки сейчас",
+    "logout": "Выйти",
+    "login": "Войти",
+    "password": "Пароль",
+    "wrong_password": "Неверный пароль.",
+    "throttled": "Слишком много неверных паролей. Повторите через {seconds} с.",
+    "adapter": "Адаптер",
+    "delivered": "доставлено",
+    "pending": "в очереди",
+    "running": "выполняется",
+    "dead": "не доставлено",
+    "oldest_pending": "Самое старое в очереди",
+    "last_success": "Последний успех",
+    "last_error": "Последняя ошибка",
+    "never": "никогда",
+    "none": "нет",
+    "calls_per_hour": "Звонки по часам, последние 24 ч",
+    "answered": "отвечено",
+    "missed": "пропущено",
+    "in_progress": "идёт",
+    "latency": "Задержка доставки по часам, последние 24 ч (медиана и максимум, секунды)",
+    "intake": "Приём веб-хуков, последние 24 ч",
+    "accepted": "принято",
+    "duplicates": "повторы",
+    "refused": "отклонено",
+    "search": "Найти",
+    "search_hint": "номер телефона в любом виде или uuid звонка",
+    "date_from": "С",
+    "date_to": "По",
+    "time": "Время",
+    "direction": "Направление",
+    "client": "Номер",
+    "extension": "Добавочный",
+    "line": "Линия",
+    "status": "Статус",
+    "jobs": "Задания",
+    "no_calls": "Звонков не найдено.",
+    "events": "Полученные события",
+    "event": "Событие",
+    "fields": "Поля",
+    "recovered": "восстановлено из истории",
+    "action": "Действие",
+    "attempts": "Попытки",
+    "due": "Срок",
+    "result": "Результат",
+    "crm_ids": "Идентификаторы в CRM",
+    "name": "Имя",
+    "value": "Значение",
+    "retry": "Повторить",
+    "retry_all": "Повторить все недоставленные для {adapter}",
+    "retried": "Заданий снова в очереди: {n}.",
+    "no_jobs": "Заданий нет.",
+    "reason": "Причина",
+    "sender": "Отправитель",
+    "detail": "Подробности",
+    "no_rejected": "Отклонённых запросов нет.",
+    "webhook_url": "Адрес веб-хука для onlinePBX",
+    "reveal": "Показать",
+    "copy": "Копировать",
+    "copied": "Скопировано",
+    "test_call": "Тестовый звонок",
+    "test_call_hint": "Сразу отправляет пробный звонок в CRM (минуя очередь).",
+    "phone": "Телефон клиента",
+    "send": "Отправить",
+    "crm_answered": "Ответ CRM",
+    "crm_failed": "CRM отказала",
+    "no_live": "Сейчас звонков нет.",
+    "live_hint": "Обновляется само (server-sent events); без JavaScript обновите страницу.",
+    "since": "С момента",
+    "not_found": "Не найдено.",
+    "bad_input": "Проверьте форму: {detail}",
+    "csrf": "Форма устарела; обновите страницу и повторите.",
+    "all_adapters": "все адаптеры",
+    "show": "Показать",
+    "secret_masked": "Секреты показаны как ***.",
+}
+
+WORDS = {"en": EN, "ru": RU}
+
+
+def choose(request: web.Request, default: str) -> str:
+    """The page language: ?lang=, then the cookie, then Accept-Language, then ``default``."""
+    asked = request.query.get("lang") or request.cookies.get(LANG_COOKIE)
+    if asked in LANGS:
+        return asked
+    ranked: list[tuple[float, str]] = []
+    for part in request.headers.get("Accept-Language", "").split(","):
+        tag, _, q = part.strip().partition(";q=")
+        lang = tag.split("-")[0].strip().lower()
+        if lang in LANGS:
+            try:
+                ranked.append((float(q or 1), lang))
+            except ValueError:
+                continue
+    if ranked:
+        return max(ranked, key=lambda r: r[0])[1]
+    return default if default in LANGS else "en"

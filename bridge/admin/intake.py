@@ -1,0 +1,92 @@
+"""What the webhook endpoint took and refused, counted per hour for the console.
+
+The ack path only bumps a counter in memory (and, for a refusal, appends one short row);
+a background task writes them every ``FLUSH_SECONDS`` in one transaction. A flood of bad
+requests therefore costs one small commit per interval, never one per request, and what is
+kept of refusals is capped (``REJECTED_CAP`` rows in the table, ``MAX_BUFFERED`` in memory).
+The refused request's token and body are never kept: only time, sender, status and reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bridge.admin import queries
+from bridge.keys import CLOCK, DB, INTAKE
+from bridge.redact import REDACTOR
+from bridge.store.db import Database, StorageError
+
+log = structlog.get_logger("bridge.admin")
+
+FLUSH_SECONDS = 2.0
+MAX_BUFFERED = 500  # refusals held between flushes; beyond that only the count grows
+DETAIL_CHARS = 200
+
+ACCEPTED, DUPLICATE = "accepted", "duplicate"
+
+
+class Intake:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._counts: dict[tuple[int, str], int] = {}
+        self._rejected: deque[tuple[Any, ...]] = deque(maxlen=MAX_BUFFERED)
+
+    def note(self, outcome: str, *, sender: str = "", status: int = 0, detail: str = "") -> None:
+        """Count one request; a refusal (anything but accepted/duplicate) is also listed."""
+        now = self._clock()
+        key = (int(now // 3600), outcome)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if outcome not in (ACCEPTED, DUPLICATE):
+            text = REDACTOR(detail)[:DETAIL_CHARS]
+            self._rejected.append((now, sender[:64], status, outcome, text))
+
+    async def flush(self, db: Database) -> None:
+        counts, self._counts = self._counts, {}
+        rejected = list(self._rejected)
+        self._rejected.clear()
+        if not counts and not rejected:
+            return
+        try:
+            await queries.save_intake(db, counts, rejected)
+        except StorageError:
+            # Put them back: they are written with the next flush.
+            for key, n in counts.items():
+                self._counts[key] = self._counts.get(key, 0) + n
+            self._rejected.extendleft(reversed(rejected))
+            raise
+
+
+async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Creates the console's tables and flushes the intake counters in the background."""
+    db, intake = app[DB], app[INTAKE]
+    await queries.ensure_schema(db)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await intake.flush(db)
+            except StorageError as exc:
+                log.warning("could not save webhook intake counters", error=str(exc))
+
+    task = asyncio.create_task(loop(), name="admin-intake")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(StorageError):
+            await intake.flush(db)
+
+
+def make_intake(app: web.Application) -> Intake:
+    return Intake(app[CLOCK])
