@@ -1,12 +1,25 @@
 """``zoho``: calls, missed-call tasks and new leads or contacts in Zoho CRM (API v8).
 
-See docs/adapters/zoho.md. ``settings`` holds the ``[adapters.zoho]`` keys and the credit
-budget by edition, ``api`` Zoho's OAuth (per data centre), its ``Zoho-oauthtoken`` requests and
-error answers, ``adapter`` the mapping onto the Contacts/Leads, Calls and Tasks modules, and
-``fake`` a Zoho org that answers (and refuses) as Zoho does, for tests and the harness.
+``settings`` (the table, the data centres, the credit budget by edition), ``api`` (OAuth per
+data centre, ``Zoho-oauthtoken`` requests, Zoho's refusals), ``adapter`` (the mapping onto the
+Contacts/Leads, Calls and Tasks modules, from the org's field metadata), ``fake`` (a Zoho org
+that answers and refuses as Zoho does, for the tests and the reliability harness).
 """
 
-from adapters.zoho.adapter import ZohoAdapter
-from adapters.zoho.settings import ZohoSettings
+from bridge.adapter import Manifest
 
-__all__ = ["ZohoAdapter", "ZohoSettings"]
+MANIFEST = Manifest(
+    name="zoho",
+    adapter="adapters.zoho.adapter:ZohoAdapter",
+    title="Zoho CRM",
+    summary="Calls records (type, start, mm:ss duration, result, recording) on the contact or"
+    " lead, missed calls as Tasks with a reminder; fields read from the org's layout;"
+    " requests and answers contract-tested against Zoho's OpenAPI files",
+    # Zoho inserts have none; `call_id_field` (a unique custom field) turns writes into upserts.
+    idempotency_key=None,
+    capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
+    docs="docs/adapters/zoho.md",
+    fake="tests.reliability.crm_fakes:FakeZoho",
+    fake_table="tests.reliability.targets:_zoho_table",
+    fake_secrets=("client_secret", "refresh_token"),
+)

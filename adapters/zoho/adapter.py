@@ -14,14 +14,17 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from adapters.zoho.api import ZohoAPI, raise_for_zoho, refusal
+from adapters.zoho.api import ZohoAPI, refusal_of
 from adapters.zoho.settings import CONCURRENCY, ZohoSettings, data_centre
 from bridge.adapter import (
     Adapter,
+    AdapterContext,
+    Answer,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    NewContact,
     Permanent,
 )
 from bridge.call import Call
@@ -128,7 +131,7 @@ class ZohoAdapter(Adapter):
     Settings = ZohoSettings
     settings: ZohoSettings
 
-    def __init__(self, settings: ZohoSettings, ctx: Any) -> None:
+    def __init__(self, settings: ZohoSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
         self.api = ZohoAPI(settings, ctx)
         self.fields = Fields(self.api)
@@ -171,8 +174,9 @@ class ZohoAdapter(Adapter):
             extra={"matches": matches} if matches > 1 else {},
         )
 
-    async def create_contact(self, phone: Phone, owner_id: str | None, call: Call) -> Contact:
+    async def create_contact(self, new: NewContact) -> Contact:
         module = self.settings.new_record_module
+        what = f"create {module[:-1].lower()}"
         fields = await self.fields.of(module)
         missing = unfillable(module, fields)
         if missing:
@@ -181,42 +185,38 @@ class ZohoAdapter(Adapter):
                 f" {', '.join(missing)} mandatory and the bridge has no value for it"
                 ' (make it optional in the layout, or set create_contacts = "never")'
             )
-        name = self.ctx.texts.render("contact_name", call)
-        record: dict[str, Any] = {"Last_Name": name[:80]}
-        phone_field = (
-            "Phone" if "Phone" in fields else next((f for f in PHONE_FIELDS if f in fields), None)
-        )
+        record: dict[str, Any] = {"Last_Name": new.name[:80]}
+        phone_field = next((f for f in PHONE_FIELDS if f in fields), None)
         if phone_field:
-            record[phone_field] = phone.e164
+            record[phone_field] = new.phone.e164
         if module == "Leads" and "Company" in fields:
-            record["Company"] = (self.settings.lead_company or name)[:200]
-        if owner_id and "Owner" in fields:
-            record["Owner"] = {"id": owner_id}
-        response = await self.api.send(
-            "POST", f"/crm/v8/{module}", f"create {module[:-1].lower()}", json={"data": [record]}
+            record["Company"] = (self.settings.lead_company or new.name)[:200]
+        if new.owner_id and "Owner" in fields:
+            record["Owner"] = {"id": new.owner_id}
+        answer = await self.api.request(
+            "POST", f"/crm/v8/{module}", what=what, allow=(400,), json={"data": [record]}
         )
-        found = refusal(_json(response))
-        if found is not None and found.code == "DUPLICATE_DATA":
+        found = refusal_of(answer.body)
+        existing = (found.details.get("duplicate_record") or {}) if found else {}
+        if found is not None and found.code == "DUPLICATE_DATA" and existing.get("id"):
             # A unique field already holds the number: the record Zoho names is this caller.
-            existing = found.details.get("duplicate_record") or {}
-            if existing.get("id"):
-                owner = (existing.get("Owner") or {}).get("id")
-                return Contact(
-                    id=str(existing["id"]),
-                    name=name,
-                    owner_id=str(owner) if owner else owner_id,
-                    kind=KIND[module],
-                )
-        created = self._created(response, f"create {module[:-1].lower()}")
-        return Contact(id=created, name=name, owner_id=owner_id, kind=KIND[module])
+            owner = (existing.get("Owner") or {}).get("id")
+            return Contact(
+                id=str(existing["id"]),
+                name=new.name,
+                owner_id=str(owner) if owner else new.owner_id,
+                kind=KIND[module],
+            )
+        return Contact(
+            id=self._created(answer, what), name=new.name, owner_id=new.owner_id, kind=KIND[module]
+        )
 
-    def _created(self, response: Any, what: str) -> str:
-        raise_for_zoho(response, what)
-        body = _json(response) or {}
-        entry = ((body.get("data") or [{}])[0]) or {}
+    def _created(self, answer: Answer, what: str) -> str:
+        self.api.raise_for(answer, what)
+        entry = ((answer.object.get("data") or [{}])[0]) or {}
         record_id = (entry.get("details") or {}).get("id")
         if not record_id:
-            raise Permanent(f"{what}: Zoho answered without a record id: {str(body)[:200]}")
+            raise Permanent(f"{what}: Zoho answered without a record id: {str(answer.body)[:200]}")
         return str(record_id)
 
     # -- calls ----------------------------------------------------------------------------
@@ -289,16 +289,13 @@ class ZohoAdapter(Adapter):
 
     async def _write(self, module: str, record: dict[str, Any], what: str) -> str:
         key = self.settings.call_id_field
+        path, body = f"/crm/v8/{module}", {"data": [record]}
         if key and key in record:
             # The PBX call id in a unique field: an upsert updates the record a crash left
             # unbooked instead of creating a second one.
-            body = {"data": [record], "duplicate_check_fields": [key]}
-            response = await self.api.send("POST", f"/crm/v8/{module}/upsert", what, json=body)
-        else:
-            response = await self.api.send(
-                "POST", f"/crm/v8/{module}", what, json={"data": [record]}
-            )
-        return self._created(response, what)
+            path, body = f"{path}/upsert", {**body, "duplicate_check_fields": [key]}
+        answer = await self.api.request("POST", path, what=what, json=body)
+        return self._created(answer, what)
 
     async def log_call(self, log: CallLog) -> str:
         record = await self.call_record(log)
@@ -363,6 +360,7 @@ class ZohoAdapter(Adapter):
         domain = await self.api.api_domain()
         dc = data_centre(s.accounts_url)
         notes = [
+            f"credentials: {self.api.auth.describe() if self.api.auth else '?'}",
             f"API at {domain}" + (f" ({dc[0]} data centre)" if dc else ""),
             f"API credits assumed: {s.daily_credits} per 24 h ({s.edition}, {s.user_licenses}"
             f" user licence(s)); Zoho allows {CONCURRENCY[s.edition]} concurrent calls",
@@ -406,10 +404,3 @@ class ZohoAdapter(Adapter):
 
     async def aclose(self) -> None:
         await self.api.aclose()
-
-
-def _json(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None

@@ -1,11 +1,13 @@
-"""Zoho CRM's HTTP side: the OAuth refresh at the org's data centre, ``Zoho-oauthtoken``
-requests to the token's ``api_domain``, and Zoho's error answers mapped to retry or dead.
+"""Zoho CRM's HTTP side on the SDK's JSON-API base: OAuth at the org's data centre, requests
+with ``Authorization: Zoho-oauthtoken …`` to the token answer's ``api_domain``, and Zoho's
+refusals mapped to retry or dead with a fix.
 
 Token refresh (Zoho Accounts, ``POST {accounts_url}/oauth/v2/token``, form fields
 ``refresh_token``, ``client_id``, ``client_secret``, ``grant_type=refresh_token``) answers
-``access_token``, ``expires_in`` (seconds), ``api_domain`` and ``token_type``; Zoho's refresh
-token is long-lived and not rotated. A refused grant is HTTP 200 with ``{"error": "…"}``
-(the official SDK checks for a missing ``access_token`` the same way).
+``access_token``, ``expires_in`` (seconds), ``api_domain`` and ``token_type``; the refresh token
+is long-lived and not rotated. A refused grant is HTTP 200 with ``{"error": "invalid_code"}``
+(the official SDK, too, tests for a missing ``access_token``); more than ten refreshes of one
+refresh token in ten minutes is HTTP 400 ``{"error": "Access Denied", ...}``: a wait.
 
 Error envelope of the CRM API (top level, or per record inside ``data[]``)::
 
@@ -18,22 +20,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from adapters.zoho.settings import ZohoSettings, data_centre
 from bridge.adapter import (
     AdapterContext,
-    CRMClient,
+    Answer,
+    Auth,
+    BearerToken,
+    DeliveryError,
+    JsonAPI,
+    OAuth2,
     Permanent,
     RetryLater,
-    json_body,
-    json_object,
-    raise_for_status,
 )
-from bridge.adapter.oauth import OAuthTokens, TokenPair
 
-TOKEN_PATH = "/oauth/v2/token"
-AUTH_PREFIX = "Zoho-oauthtoken "
 API_DOMAIN = "api_domain"
 TOKEN_SECONDS = 3600.0  # Zoho: an access token lives one hour
 # Zoho Accounts allows 10 access tokens per refresh token in 10 minutes, then blocks the rest.
@@ -42,8 +41,8 @@ TOKEN_BLOCK_SECONDS = 600.0
 # credits free up as the rolling 24-hour window moves on.
 CONCURRENCY_WAIT = 30.0
 CREDITS_WAIT = 3600.0
-
 SCOPES = "ZohoCRM.modules.ALL,ZohoCRM.settings.fields.READ,ZohoCRM.users.READ,ZohoCRM.org.READ"
+ZOHO_TOKEN = BearerToken(prefix="Zoho-oauthtoken ")
 
 # What the admin can do about each refusal (Zoho's codes; the fix in our words).
 FIXES = {
@@ -59,14 +58,14 @@ FIXES = {
     "INVALID_MODULE": "the module does not exist in this org (renamed or disabled?)",
     "MANDATORY_NOT_FOUND": "this org makes the field mandatory and the bridge does not fill it:"
     " make it optional in the layout or give it a default",
-    "INVALID_DATA": "the org's field does not take this value (a renamed or restricted"
-    " picklist value, a wrong type)",
+    "INVALID_DATA": "the org's field does not take this value (a user id that is not an"
+    " active Zoho user, a renamed or restricted picklist value, a wrong type)",
     "DUPLICATE_DATA": "a unique field already holds this value",
-    "REQUIRED_PARAM_MISSING": "a bug in the request: please report it",
     "INVALID_URL_PATTERN": "wrong API path or api_domain: check api_domain/base_url",
 }
 RATE_CODES = {"TOO_MANY_REQUESTS": CONCURRENCY_WAIT, "LIMIT_REACHED": CREDITS_WAIT}
-TRANSIENT_CODES = {"INTERNAL_ERROR", "RECORD_LOCKED"}
+TRANSIENT_CODES = frozenset({"INTERNAL_ERROR", "RECORD_LOCKED"})
+TOKEN_CODES = frozenset({"INVALID_TOKEN", "AUTHENTICATION_FAILURE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,141 +83,95 @@ class Refusal:
     def describe(self) -> str:
         where = f" (field {self.field})" if self.field else ""
         expected = self.details.get("expected_data_type")
-        expected = f", expected {expected}" if expected else ""
-        return f"{self.code}: {self.message}{where}{expected}"
+        return f"{self.code}: {self.message}{where}" + (
+            f", expected {expected}" if expected else ""
+        )
 
 
-def refusal(body: Any) -> Refusal | None:
+def refusal_of(body: Any) -> Refusal | None:
     """The first error entry of a Zoho answer body (top level or in ``data[]``), if any."""
     if not isinstance(body, dict):
         return None
-    entries = [body, *(body.get("data") or [] if isinstance(body.get("data"), list) else [])]
-    for entry in entries:
+    records = body.get("data") if isinstance(body.get("data"), list) else []
+    for entry in [body, *records]:
         if isinstance(entry, dict) and entry.get("status") == "error" and entry.get("code"):
             details = entry.get("details") if isinstance(entry.get("details"), dict) else {}
             return Refusal(str(entry["code"]), str(entry.get("message") or ""), details)
     return None
 
 
-def raise_for_zoho(response: httpx.Response, what: str) -> None:
-    """Zoho's envelope first (its code, the field it names, a fix), then the toolkit rules."""
-    found = refusal(json_object(response))
-    if found is None:
-        if not response.is_success:
-            raise_for_status(response, what)
-        return
-    detail = found.describe()
-    status = response.status_code
-    if found.code in RATE_CODES or status == 429:
-        wait = RATE_CODES.get(found.code, CONCURRENCY_WAIT)
-        if status == 429:  # the toolkit honours Retry-After (HTTP date from Zoho's clock)
-            raise_for_status(response, what, detail=detail, retry_after=wait)
-        raise RetryLater(f"{what}: HTTP {status} {detail}", wait)
-    if found.code in TRANSIENT_CODES or status >= 500:
-        raise RetryLater(f"{what}: HTTP {status} {detail}")
-    fix = FIXES.get(found.code)
-    raise Permanent(f"{what}: HTTP {status} {detail}" + (f" ({fix})" if fix else ""))
+def _oauth(settings: ZohoSettings) -> OAuth2:
+    dc = data_centre(settings.accounts_url)
+    where = f"{settings.accounts_url} ({dc[0]} data centre)" if dc else settings.accounts_url
+    return OAuth2(
+        token_url=settings.token_url,
+        client_auth="body",
+        encoding="form",
+        send_as=ZOHO_TOKEN,
+        extra_fields=(API_DOMAIN,),
+        api_domain_field=API_DOMAIN,
+        default_expires_in=TOKEN_SECONDS,
+        fixes={
+            "invalid_code": "the refresh token is revoked or expired, or was issued by another"
+            f" data centre than {where}: set accounts_url to the org's data centre, or generate"
+            " a new refresh token (self client) there",
+            "invalid_client": "client_id/client_secret are wrong, or the client was registered"
+            f" in another data centre than {where}",
+            "Access Denied": "Zoho allows 10 token refreshes per 10 minutes per refresh token;"
+            " another program may be using the same refresh token",
+        },
+        waits={"Access Denied": TOKEN_BLOCK_SECONDS},  # 10 refreshes per 10 minutes
+        reauthorize="generate a new refresh token in the Zoho API console (self client)",
+    )
 
 
-class ZohoAPI:
-    """One Zoho org: the token pair, the API domain, and JSON requests under the credit limit."""
+class ZohoAPI(JsonAPI):
+    """One Zoho org: ``Zoho-oauthtoken`` requests to its data centre's API domain."""
+
+    VENDOR = "Zoho CRM"
+    DEFAULT_BASE_URL = "https://www.zohoapis.com"
 
     def __init__(self, settings: ZohoSettings, ctx: AdapterContext) -> None:
-        self.settings = settings
-        self._client: CRMClient = ctx.http_client(settings, settings.default_api_domain)
-        self.tokens = OAuthTokens.from_context(ctx, self._refresh, settings.refresh_token)
-        self._clock = ctx.clock
+        # The token endpoint (and its fixes) depend on the configured data centre.
+        self.AUTH = Auth(token=ZOHO_TOKEN, oauth=_oauth(settings))
+        super().__init__(settings, ctx, base_url=settings.default_api_domain)
+        self.zoho = settings
 
-    async def _refresh(self, refresh_token: str) -> TokenPair:
-        s = self.settings
-        url = f"{s.accounts_url}{TOKEN_PATH}"
-        response = await self._client.request(
-            "POST",
-            url,
-            data={
-                "refresh_token": refresh_token,
-                "client_id": s.client_id,
-                "client_secret": s.client_secret.get_secret_value(),
-                "grant_type": "refresh_token",
-            },
-        )
-        if response.is_success:
-            body = json_body(response, f"POST {TOKEN_PATH}")  # garbage → retried later
-        else:
-            body = json_object(response) or {}
-        problem = str(body.get("error") or body.get("code") or "") if isinstance(body, dict) else ""
-        if problem == "Access Denied":
-            raise RetryLater(
-                "Zoho Accounts blocked the token refresh: too many refreshes (10 per 10 minutes"
-                " per refresh token); another process may share this refresh token",
-                TOKEN_BLOCK_SECONDS,
-            )
-        if response.status_code >= 500 or response.status_code == 429:
-            raise_for_status(response, f"POST {TOKEN_PATH}")
-        if not isinstance(body, dict) or "access_token" not in body:
-            raise Permanent(
-                f"Zoho Accounts refused the refresh: HTTP {response.status_code}"
-                f" {self._refresh_fix(problem)}"
-            )
-        domain = str(body.get(API_DOMAIN) or "") or s.default_api_domain
-        return TokenPair(
-            access_token=str(body["access_token"]),
-            refresh_token=refresh_token,  # Zoho keeps the refresh token: not rotated
-            expires_at=self._clock() + float(body.get("expires_in") or TOKEN_SECONDS),
-            extra={API_DOMAIN: domain.rstrip("/")},
-        )
-
-    def _refresh_fix(self, problem: str) -> str:
-        dc = data_centre(self.settings.accounts_url)
-        where = (
-            f"{self.settings.accounts_url} ({dc[0]} data centre)"
-            if dc
-            else (self.settings.accounts_url)
-        )
-        if problem == "invalid_client":
-            return (
-                f"invalid_client: client_id/client_secret are wrong, or the client was"
-                f" registered in another data centre than {where}"
-            )
-        if problem == "invalid_code":
-            return (
-                f"invalid_code: the refresh token is revoked or expired, or was issued by"
-                f" another data centre than {where}: set accounts_url to the org's data"
-                " centre, or generate a new refresh token (self client) there"
-            )
-        return f"{problem or 'no access_token in the answer'} (check the OAuth settings)"
+    async def url(self, path: str) -> str:
+        if self.zoho.api_domain and not self.zoho.base_url:
+            return f"{self.zoho.api_domain}{path}"  # pinned by the admin
+        return await super().url(path)
 
     async def api_domain(self) -> str:
-        if self.settings.base_url:
-            return self.settings.base_url.rstrip("/")
-        if self.settings.api_domain:
-            return self.settings.api_domain
-        pair = await self.tokens.current()
-        return str(pair.extra.get(API_DOMAIN) or self.settings.default_api_domain)
+        """Where the API calls go (for ``check``): the token's domain, pinned or configured."""
+        url = await self.url("/")
+        if url.startswith("http"):
+            return url.rstrip("/")
+        return (self.zoho.base_url or self.zoho.default_api_domain).rstrip("/")
 
-    async def send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        """One request with ``Zoho-oauthtoken``; a 401 refreshes once and resends."""
-        headers = dict(kwargs.pop("headers", None) or {})
-        token = await self.tokens.access_token()
-        url = f"{await self.api_domain()}{path}"
-        headers["Authorization"] = AUTH_PREFIX + token
-        response = await self._client.request(method, url, headers=headers, **kwargs)
-        if response.status_code == 401:
-            found = refusal(json_object(response))
-            if found is None or found.code in ("INVALID_TOKEN", "AUTHENTICATION_FAILURE"):
-                headers["Authorization"] = AUTH_PREFIX + await self.tokens.refresh_after_401(token)
-                url = f"{await self.api_domain()}{path}"
-                response = await self._client.request(method, url, headers=headers, **kwargs)
-        return response
+    # -- the vendor's hooks -------------------------------------------------------------------
 
-    async def call(self, method: str, path: str, what: str = "", **kwargs: Any) -> Any:
-        """The JSON of a 2xx answer (None for 204), or the delivery error it means."""
-        label = what or f"{method} {path}"
-        response = await self.send(method, path, label, **kwargs)
-        raise_for_zoho(response, label)
-        if response.status_code == 204 or not response.content:
+    def token_refused(self, answer: Answer) -> bool:
+        if answer.status != 401:
+            return False
+        found = refusal_of(answer.body)
+        return found is None or found.code in TOKEN_CODES  # a missing scope is not cured so
+
+    def refusal(self, answer: Answer, what: str) -> str | DeliveryError | None:
+        found = refusal_of(answer.body)
+        if found is None:
             return None
-        return json_body(response, label)
+        detail = found.describe()
+        head = f"{what}: HTTP {answer.status} {detail}"
+        if answer.status == 429:
+            return detail  # retried by the common rules, Retry-After honoured
+        if found.code in RATE_CODES:
+            return RetryLater(head, RATE_CODES[found.code])
+        if found.code in TRANSIENT_CODES or answer.status >= 500:
+            return RetryLater(head)
+        fix = FIXES.get(found.code)
+        return Permanent(head + (f" ({fix})" if fix else ""))
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def retry_after(self, answer: Answer) -> float | None:
+        found = refusal_of(answer.body)
+        return RATE_CODES.get(found.code if found else "", CONCURRENCY_WAIT)

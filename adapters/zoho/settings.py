@@ -12,14 +12,15 @@ Ultimate 25). ``rate_limit``/``rate_window`` default to the edition's credits pe
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bridge.adapter import AdapterSettings
+from bridge.adapter import CredentialSettings
 
 DEFAULT_ACCOUNTS_URL = "https://accounts.zoho.com"
+TOKEN_PATH = "/oauth/v2/token"
 DAY = 86400.0
 
 # Zoho's data centres: accounts server → the API domain of orgs hosted there (the official
@@ -59,10 +60,17 @@ def data_centre(accounts_url: str) -> tuple[str, str] | None:
     return DATA_CENTRES.get(urlsplit(accounts_url).hostname or "")
 
 
-class ZohoSettings(AdapterSettings):
-    client_id: str = Field(..., min_length=1, description="the self client's or app's Client ID")
-    client_secret: SecretStr
-    refresh_token: SecretStr = Field(..., description="from the self client (data-centre bound)")
+class ZohoSettings(CredentialSettings):
+    """The SDK's credentials shape: Zoho has no long-lived token, so it is the OAuth app
+    (``client_id``, ``client_secret``, ``refresh_token``); a one-hour ``access_token`` from
+    the API console is accepted for a quick try (it is not refreshed)."""
+
+    CRM: ClassVar[str] = "Zoho CRM"
+    USER_IDS = "number"  # Zoho user ids are long numbers ("4150868000000225013")
+    TOKEN_KEY: ClassVar[str] = "access_token"
+    TOKEN_LABEL: ClassVar[str] = "a one-hour access token, for a quick try"
+
+    access_token: SecretStr | None = None
     accounts_url: str = Field(
         DEFAULT_ACCOUNTS_URL,
         description="the org's data centre: https://accounts.zoho.com, .eu, .in, .com.au, .jp…",
@@ -117,6 +125,11 @@ class ZohoSettings(AdapterSettings):
     @property
     def daily_credits(self) -> int:
         return self.api_credits or daily_credits(self.edition, self.user_licenses)
+
+    @property
+    def token_url(self) -> str:
+        """The refresh endpoint at the org's data centre."""
+        return f"{self.accounts_url}{TOKEN_PATH}"
 
     @property
     def default_api_domain(self) -> str:

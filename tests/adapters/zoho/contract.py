@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,24 +28,11 @@ from typing import Any
 import httpx
 from jsonschema_path import SchemaPath
 from openapi_core import Config, OpenAPI
-from openapi_core.datatypes import RequestParameters
-from werkzeug.datastructures import Headers, ImmutableMultiDict
+from werkzeug.datastructures import Headers
 
+from tests.fakes.openapi import ContractViolation, checked, spec_request, spec_root
 
-def _spec_dir() -> Path:
-    """``shared/crm-specs/zoho`` beside the repo, or beside any folder above it (a worktree
-    under ``wt/`` of the checkout), or where ``PBX_BRIDGE_CRM_SPECS`` points."""
-    if os.environ.get("PBX_BRIDGE_CRM_SPECS"):
-        return Path(os.environ["PBX_BRIDGE_CRM_SPECS"]) / "zoho"
-    repo = Path(__file__).resolve().parents[3]
-    for folder in repo.parents:
-        candidate = folder / "shared" / "crm-specs" / "zoho"
-        if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "crm-specs" / "zoho"
-
-
-SPEC_DIR = _spec_dir()
+SPEC_DIR = spec_root() / "zoho"
 UPSTREAM = "https://raw.githubusercontent.com/Zohocorp-Pvt-Ltd/crm-oas/refs/heads/main/v8.0/"
 LOCAL = ("record.json", "common.json")
 # Siblings not copied to shared/: what record.json takes from them, as permissive objects.
@@ -67,22 +53,7 @@ def required_in_ci() -> bool:
     return bool(os.environ.get("CI"))
 
 
-class ContractViolation(AssertionError):
-    pass
-
-
-@dataclass
-class _Request:
-    host_url: str
-    path: str
-    method: str
-    parameters: RequestParameters
-    body: bytes | None
-    content_type: str
-
-    @property
-    def full_url_pattern(self) -> str:
-        return self.host_url + self.path
+__all__ = ["ContractViolation", "ZohoContract"]
 
 
 @dataclass
@@ -170,18 +141,8 @@ class ZohoContract:
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Zoho-oauthtoken ") or len(auth) <= len("Zoho-oauthtoken "):
             raise ContractViolation(f"{label}: no 'Authorization: Zoho-oauthtoken …' header")
-        wrapped = _Request(
-            host_url=SPEC_HOST,
-            path=request.url.path,
-            method=request.method.lower(),
-            parameters=RequestParameters(
-                query=ImmutableMultiDict(list(request.url.params.multi_items())),
-                header=Headers(list(request.headers.items())),
-            ),
-            body=request.content or None,
-            content_type=request.headers.get("content-type", "application/json"),
-        )
-        self._check(label, lambda: self.api.validate_request(wrapped))
+        wrapped = spec_request(request, SPEC_HOST)
+        checked(label, lambda: self.api.validate_request(wrapped))
         self.validated.append(f"{op['operationId']} request")
         return str(op["operationId"])
 
@@ -204,36 +165,14 @@ class ZohoContract:
             if not {"code", "message", "status"} <= set(body):
                 raise ContractViolation(f"{label}: not Zoho's error envelope: {body}")
             return str(op["operationId"])
-        wrapped_request = _Request(
-            host_url=SPEC_HOST,
-            path=request.url.path,
-            method=request.method.lower(),
-            parameters=RequestParameters(),
-            body=None,
-            content_type="application/json",
-        )
+        bare = httpx.Request(request.method, request.url.copy_with(query=None))
+        wrapped_request = spec_request(bare, SPEC_HOST)
         wrapped = _Response(
             status_code=200,
             data=response.content,
             content_type="application/json",
             headers=Headers({"content-type": "application/json"}),
         )
-        self._check(label, lambda: self.api.validate_response(wrapped_request, wrapped))
+        checked(label, lambda: self.api.validate_response(wrapped_request, wrapped))
         self.validated.append(f"{op['operationId']} answer")
         return str(op["operationId"])
-
-    @staticmethod
-    def _check(label: str, run: Any) -> None:
-        try:
-            with warnings.catch_warnings():
-                # openapi-core has no provider for the oauth2 scheme; the header is checked above.
-                warnings.filterwarnings("ignore", "Unsupported scheme type", UserWarning)
-                run()
-        except Exception as exc:  # openapi-core's errors carry the schema errors as causes
-            details = [str(exc)]
-            cause = exc.__cause__
-            while cause is not None:
-                details.append(str(cause))
-                details.extend(str(e.message) for e in getattr(cause, "schema_errors", ()))
-                cause = cause.__cause__
-            raise ContractViolation(f"{label}: " + " | ".join(details)) from exc
