@@ -18,6 +18,8 @@ def due_time(now: datetime, minutes: int, schedule: ScheduleSettings) -> datetim
     due = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(tz) + timedelta(
         minutes=minutes
     )
+    if not schedule.working_hours:
+        return due
     days = schedule.work_days
     start, end = schedule.work_start, schedule.work_end
     if not days and start is None and end is None:

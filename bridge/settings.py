@@ -8,19 +8,43 @@ registry builds it, so the core never needs to know which CRMs exist.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
 import tomllib
 from datetime import time
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvParseError
 
 ENV_PREFIX = "PBX_BRIDGE_"
 CONFIG_ENV = "PBX_BRIDGE_CONFIG"
+MIN_TOKEN_LENGTH = 16
+# RFC 3986 unreserved characters: the only ones that reach the server unchanged in a URL path
+# whatever the sender's client does with escaping.
+URL_SAFE_TOKEN = re.compile(r"[A-Za-z0-9._~-]+")
+# The placeholder settings.toml.example shows; copied uncommented it would guard nothing.
+PLACEHOLDER_TOKEN = "change-me-to-a-long-random-string"
+DEFAULT_WORK_DAYS = [1, 2, 3, 4, 5]
+DEFAULT_WORK_START = time(9)
+DEFAULT_WORK_END = time(18)
+DEFAULT_TIMEZONE = "Europe/Moscow"
 
 
 class _Table(BaseModel):
@@ -41,14 +65,60 @@ class ServerSettings(_Table):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
 
+    metrics_token: SecretStr | None = Field(
+        None, description="when set, GET /metrics needs 'Authorization: Bearer <token>'"
+    )
+
     @field_validator("webhook_token")
     @classmethod
     def _token_strength(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and len(v.get_secret_value()) < 16:
+        if v is None:
+            return v
+        token = v.get_secret_value()
+        if token.lower().startswith("change-me"):
             raise ValueError(
-                "must be at least 16 characters (it is the only thing guarding the URL)"
+                "is the example's placeholder: set your own random token, or leave the key out"
+                " and the bridge generates one"
+            )
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_LENGTH} characters (it is the only thing guarding"
+                " the URL)"
+            )
+        if not URL_SAFE_TOKEN.fullmatch(token):
+            raise ValueError(
+                "may hold only letters, digits and - . _ ~ (other characters are escaped in"
+                " URLs and the webhook would never match)"
             )
         return v
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters")
+        return v
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        domains = [normalize_domain(d) for d in v]
+        if "" in domains:
+            raise ValueError("an empty entry would match nothing; remove it")
+        return domains
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not v.lower().startswith("https://") or len(v) <= len("https://"):
+            raise ValueError(
+                "must start with https:// (onlinePBX posts only to https URLs with a valid"
+                " certificate; put a TLS proxy in front, see docs/DEPLOY.md)"
+            )
+        return v.rstrip("/")
 
 
 class StorageSettings(_Table):
@@ -63,10 +133,18 @@ class NumbersSettings(_Table):
 
 
 class ScheduleSettings(_Table):
-    timezone: str = "Europe/Moscow"
-    work_days: list[int] = Field(default_factory=list, description="ISO weekdays, 1 = Monday")
-    work_start: time | None = None
-    work_end: time | None = None
+    """When missed-call tasks are due. Working hours are on by default (Mon–Fri 09–18):
+    without them a call missed at midnight would give a task due at 00:15."""
+
+    timezone: str = DEFAULT_TIMEZONE
+    working_hours: bool = Field(
+        True, description="false: tasks are due task_due_minutes after the call, at any hour"
+    )
+    work_days: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_WORK_DAYS), description="ISO weekdays, 1 = Monday"
+    )
+    work_start: time | None = DEFAULT_WORK_START
+    work_end: time | None = DEFAULT_WORK_END
     locale: Literal["ru", "en"] = "ru"
     templates: dict[str, str] = {}
 
@@ -85,6 +163,14 @@ class ScheduleSettings(_Table):
         if any(d < 1 or d > 7 for d in v):
             raise ValueError("weekdays are 1 (Monday) to 7 (Sunday)")
         return sorted(set(v))
+
+    @field_validator("work_end")
+    @classmethod
+    def _hours_in_order(cls, v: time | None, info: ValidationInfo) -> time | None:
+        start = info.data.get("work_start")
+        if v is not None and start is not None and start >= v:
+            raise ValueError(f"must be after work_start ({start:%H:%M}); got work_end {v:%H:%M}")
+        return v
 
 
 class DeliverySettings(_Table):
@@ -213,6 +299,18 @@ class Settings(BaseSettings):
     admin: AdminSettings = AdminSettings()
     alerts: AlertsSettings = AlertsSettings()
     adapters: dict[str, dict[str, Any]] = {}
+    # Where these settings came from, for messages ("settings.toml (or the environment)").
+    _source: str = PrivateAttr("the environment")
+    _file: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def file(self) -> Path | None:
+        """The settings file read, if any."""
+        return self._file
 
     @classmethod
     def settings_customise_sources(
@@ -244,40 +342,237 @@ def _declared_secret(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> boo
     return False
 
 
+def _model_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model of the table at ``loc`` (``("server",)`` → ServerSettings), if it is one."""
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        kinds = get_args(annotation) or (annotation,)
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+    return model
+
+
+def env_variable(key: str) -> str | None:
+    """The ``PBX_BRIDGE_*`` variable that sets dotted ``key``, when it is set."""
+    wanted = ENV_PREFIX + key.upper().replace(".", "__")
+    return next((name for name in os.environ if name.upper() == wanted), None)
+
+
+# pydantic's words → an admin's words (the key is named in front of each).
+_PLAIN = (
+    (re.compile(r"Input should be a valid integer.*"), "must be a whole number"),
+    (re.compile(r"Input should be a valid number.*"), "must be a number"),
+    (re.compile(r"Input should be a valid boolean.*"), "must be true or false"),
+    (re.compile(r"Input should be a valid list.*"), 'must be a list, e.g. ["a", "b"]'),
+    (re.compile(r"Input should be a valid dictionary.*"), 'must be a table, e.g. { "101" = 5 }'),
+    (re.compile(r"Input should be a valid string.*"), 'must be a string in quotes ("…")'),
+    (re.compile(r"^Value error, "), ""),
+    (re.compile(r"^Input should be "), "must be "),
+)
+
+
+def _plain_message(err: Any, loc: tuple[Any, ...], prefix: str, model: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        where = [p for p in prefix.strip(".").split(".") if p] + [str(p) for p in loc[:-1]]
+        table = _model_at(model, tuple(loc[:-1]))
+        known = sorted(table.model_fields) if table is not None else []
+        key = str(loc[-1])
+        what = f"unknown key `{key}` in [{'.'.join(where)}]" if where else f"unknown table [{key}]"
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if close:
+            return f"{what}; did you mean `{close[0]}`?"
+        return f"{what}; known keys: {', '.join(known)}" if known else what
+    if kind == "missing":
+        return "required, but not set"
+    message = str(err["msg"])
+    for pattern, plain in _PLAIN:
+        message = pattern.sub(plain, message)
+    return message
+
+
 def format_validation_error(
     exc: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None
 ) -> str:
-    """One line per problem, naming the key; values of secret fields are never echoed."""
+    """One line per problem, naming the key (and the variable when the environment set it);
+    values of secret fields are never echoed."""
     lines = [f"invalid settings in {source}:"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
         key = f"{prefix}{key}" if key else prefix.rstrip(".")
         got = err.get("input")
-        secret = _declared_secret(model, err["loc"]) or any(
+        secret = _declared_secret(model, loc) or any(
             w in key.lower() for w in ("token", "secret", "key", "password")
         )
-        hidden = secret or isinstance(got, dict) or err["type"] == "missing"
+        hidden = secret or isinstance(got, dict) or err["type"] in ("missing", "extra_forbidden")
         shown = "" if hidden else f" (got {got!r})"
-        lines.append(f"  {key}: {err['msg']}{shown}")
+        variable = env_variable(key)
+        origin = f" (from ${variable})" if variable else ""
+        lines.append(f"  {key}{origin}: {_plain_message(err, loc, prefix, model)}{shown}")
     return "\n".join(lines)
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Load ``path`` (or ``$PBX_BRIDGE_CONFIG``) overlaid by ``PBX_BRIDGE_*`` variables."""
+def read_settings_file(path: Path, origin: str = "") -> dict[str, Any]:
+    """The TOML table of ``path``; every way it can be unusable is a SettingsError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SettingsError(
+            f"settings file not found: {path}{origin} (absolute: {path.absolute()}); give the"
+            f" right one with --config FILE or {CONFIG_ENV}=FILE"
+        ) from exc
+    except IsADirectoryError as exc:
+        raise SettingsError(f"{path}{origin} is a directory, not a settings file") from exc
+    except PermissionError as exc:
+        raise SettingsError(
+            f"{path}{origin}: permission denied; the bridge's user must be able to read it"
+        ) from exc
+    except OSError as exc:
+        raise SettingsError(f"{path}{origin}: cannot be read: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM from a Windows editor is harmless
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SettingsError(
+            f"{path}{origin}: not UTF-8 text (line {line}); save the file as UTF-8"
+        ) from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}{origin}: not valid TOML: {exc}") from exc
+
+
+def _check_variable_names() -> None:
+    """A misspelled ``PBX_BRIDGE_*`` variable would be ignored silently (a new database, a new
+    token): refuse the ones that name no table or look like PBX_BRIDGE_CONFIG."""
+    tables = list(Settings.model_fields)
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+            continue
+        rest = upper.removeprefix(ENV_PREFIX)
+        if "__" in rest:
+            table = rest.split("__", 1)[0].lower()
+            if table not in tables:
+                close = difflib.get_close_matches(table, tables, n=1)
+                hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}__…?" if close else ""
+                raise SettingsError(
+                    f"environment variable {name}: there is no [{table}] table{hint}"
+                )
+        elif rest.lower() not in tables and (
+            rest.startswith("CONF") or difflib.get_close_matches(rest, ["CONFIG"], cutoff=0.7)
+        ):
+            raise SettingsError(
+                f"environment variable {name} is not used; did you mean {CONFIG_ENV}?"
+            )
+
+
+def _complex(annotation: Any) -> bool:
+    """A list or table field (pydantic-settings wants JSON for those)."""
+    union = get_origin(annotation) in (Union, UnionType)
+    kinds = get_args(annotation) if union else (annotation,)
+    return any((get_origin(k) or k) in (list, dict, set) for k in kinds)
+
+
+def _env_parse_message(exc: Exception) -> str:
+    """pydantic-settings says only which table failed: name the variable that did."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    table = match.group(1) if match else ""
+    head = f"{ENV_PREFIX}{table.upper()}"
+    suspects = []
+    for name, value in os.environ.items():
+        upper = name.upper()
+        if upper != head and not upper.startswith(head + "__"):
+            continue
+        try:
+            json.loads(value)
+            continue
+        except ValueError:
+            pass
+        parts = upper.removeprefix(head).strip("_").lower().split("__")
+        field = _model_at(Settings, (table,))
+        annotation = (
+            field.model_fields[parts[0]].annotation
+            if field and parts[0] in (field.model_fields)
+            else None
+        )
+        if value.lstrip()[:1] in "[{" or upper == head or _complex(annotation):
+            suspects.append(name)
+    named = ", ".join(suspects) or f"a {head}__* variable"
+    return (
+        f"environment variable {named}: not valid JSON; lists and tables are written as JSON,"
+        f""" e.g. {head}__KEY='["a", "b"]' or '{{"101": 5}}'"""
+    )
+
+
+def _decode_adapter_json() -> dict[tuple[str, ...], Any]:
+    """``PBX_BRIDGE_ADAPTERS__<NAME>__<KEY>`` values that are JSON lists or tables, decoded.
+
+    Adapter tables are plain dicts to the core, so pydantic-settings leaves their values as
+    strings; core keys get JSON decoding from their declared types, adapter keys get it here.
+    """
+    prefix = f"{ENV_PREFIX}ADAPTERS__"
+    out: dict[tuple[str, ...], Any] = {}
+    for name, value in os.environ.items():
+        text = value.strip()
+        if not name.upper().startswith(prefix):
+            continue
+        if (text[:1], text[-1:]) not in (("[", "]"), ("{", "}")):
+            continue
+        parts = tuple(p.lower() for p in name[len(prefix) :].split("__"))
+        if len(parts) < 2 or not all(parts):
+            continue
+        try:
+            out[parts] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(
+                f"environment variable {name}: not valid JSON ({exc.msg}, column {exc.colno});"
+                f""" e.g. {name}='["log_call"]' or '{{"101": 5}}'"""
+            ) from exc
+    return out
+
+
+def _apply(tables: dict[str, Any], decoded: dict[tuple[str, ...], Any]) -> None:
+    for parts, value in decoded.items():
+        table = tables
+        for part in parts[:-1]:
+            if not isinstance(table.get(part), dict):
+                table[part] = {}
+            table = table[part]
+        table[parts[-1]] = value
+
+
+def load_settings(path: str | Path | None = None, *, adapters: bool = True) -> Settings:
+    """Load ``path`` (or ``$PBX_BRIDGE_CONFIG``) overlaid by ``PBX_BRIDGE_*`` variables.
+
+    With ``adapters`` (the default) every ``[adapters.*]`` table is validated too, so its
+    errors name the file like the core's do.
+    """
+    _check_variable_names()
+    origin = ""
     if path is None:
         path = os.environ.get(CONFIG_ENV) or None
+        origin = f" (from ${CONFIG_ENV})" if path else ""
     data: dict[str, Any] = {}
     source = "the environment"
     if path is not None:
         path = Path(path)
         source = f"{path} (or the environment)"
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise SettingsError(f"settings file not found: {path}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+        data = read_settings_file(path, origin)
+    decoded = _decode_adapter_json()
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc, source, model=Settings)) from exc
+    except EnvParseError as exc:
+        raise SettingsError(_env_parse_message(exc)) from exc
+    _apply(settings.adapters, decoded)
+    settings._source = source
+    settings._file = path
+    if adapters:
+        from bridge.registry import configured  # the registry imports this module
+
+        configured(settings.adapters, source)
+    return settings

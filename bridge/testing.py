@@ -27,6 +27,15 @@ from bridge.store.events import EventWriter, IncomingEvent
 from bridge.store.outbox import Job, Outbox
 
 
+def plain_schedule(schedule: dict[str, Any] | None) -> dict[str, Any]:
+    """Tests compute due times from a fake or the wall clock: the default working hours would
+    make them depend on the time of day, so they are off unless the test sets hours itself."""
+    schedule = dict(schedule or {})
+    if not {"working_hours", "work_days", "work_start", "work_end"} & set(schedule):
+        schedule["working_hours"] = False
+    return schedule
+
+
 class AdapterHarness:
     def __init__(
         self, db: Database, delivery: Delivery, writer: EventWriter, outbox: Outbox, name: str
@@ -59,6 +68,7 @@ class AdapterHarness:
         # Tests never wait on the CRM rate limit, and every delivery asks the CRM again
         # (no contact cache), unless they ask otherwise.
         table = {"rate_limit": 0, "contact_cache_seconds": 0, **table}
+        settings["schedule"] = plain_schedule(settings.get("schedule"))
         s = Settings(adapters={name: table}, storage={"path": tmp_path / f"{name}.db"}, **settings)
         db = await Database.open(s.storage.path)
         adapters = configured(s.adapters)

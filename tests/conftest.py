@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge import logs
 from bridge.app import create_app
 from bridge.settings import Settings
+from bridge.testing import plain_schedule
 
 SAMPLES = Path(__file__).resolve().parent / "samples"  # copies of shared/onlinepbx/samples
 TOKEN = "test-token-0123456789abcdef"
@@ -41,6 +42,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**kw: Any) -> Settings:
         server = {"webhook_token": TOKEN, **kw.pop("server", {})}
         storage = {"path": str(tmp_path / "bridge.db"), **kw.pop("storage", {})}
+        kw["schedule"] = plain_schedule(kw.get("schedule"))
         return Settings(server=server, storage=storage, **kw)
 
     return make

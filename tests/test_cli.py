@@ -101,7 +101,7 @@ def test_check_masks_secrets_and_reports_failures(tmp_path, capsys, no_unmocked_
     assert main(["--config", cfg, "check"]) == 0
     out = capsys.readouterr().out
     assert SECRET not in out and TOKEN not in out
-    assert "[ OK ] hook: crm.example" in out and "[ OK ] local" in out
+    assert "[ OK ] hook (http): crm.example" in out and "[ OK ] local" in out
     no_unmocked_http.options("https://crm.example/hook").respond(503)
     assert main(["--config", cfg, "check"]) == 1
     assert "[FAIL] hook" in capsys.readouterr().out
@@ -120,6 +120,9 @@ def test_webhook_url_generated_once_and_kept(tmp_path, capsys, monkeypatch):
         f'[storage]\npath = "{tmp_path / "b.db"}"\n[server]\npublic_url = '
         '"https://pbx.example.com"\n'
     )
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "b.db").close()  # the database `serve` made (webhook-url makes none)
     assert main(["--config", str(path), "webhook-url"]) == 0
     first = capsys.readouterr().out.strip()
     assert first.startswith("https://pbx.example.com/webhooks/onlinepbx/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -79,5 +80,6 @@ def test_config_after_subcommand_is_used(tmp_path, capsys):
         f'[storage]\npath = "{tmp_path / "b.db"}"\n[server]\npublic_url = '
         '"https://after.example.com"\n'
     )
+    sqlite3.connect(tmp_path / "b.db").close()
     assert main(["webhook-url", "--config", str(path)]) == 0
     assert capsys.readouterr().out.startswith("https://after.example.com/webhooks/onlinepbx/")

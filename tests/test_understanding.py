@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -151,9 +152,21 @@ def test_due_time_moves_into_working_hours(now_msk, expected_msk):
     assert due.tzinfo is not None
 
 
-def test_due_time_without_schedule_is_plain_offset():
+def test_due_time_without_working_hours_is_plain_offset():
     now = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
-    assert (due_time(now, 15, ScheduleSettings()) - now).total_seconds() == 900
+    plain = ScheduleSettings(working_hours=False)
+    assert (due_time(now, 15, plain) - now).total_seconds() == 900
+
+
+def test_working_hours_by_default_mon_fri_9_18_moscow():
+    """No [schedule] at all: a call missed at midnight is due at 09:00, not at 00:15."""
+    tuesday_midnight = datetime(2026, 12, 1, 0, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+    due = due_time(tuesday_midnight, 15, ScheduleSettings())
+    assert due.strftime("%Y-%m-%d %H:%M") == "2026-12-01 09:00"
+    saturday_noon = datetime(2026, 12, 5, 12, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+    assert due_time(saturday_noon, 15, ScheduleSettings()).strftime("%a %H:%M") == "Mon 09:00"
+    workday = datetime(2026, 12, 2, 11, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+    assert due_time(workday, 15, ScheduleSettings()).strftime("%H:%M") == "11:15"
 
 
 def test_texts_per_locale_and_overrides():

@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import httpx
-
-from adapters.amocrm.errors import amo_error, problem_text
+from adapters.amocrm.api import AmoAPI, problem_text
 from adapters.amocrm.settings import AmoCRMSettings
 from bridge.adapter import (
     Adapter,
@@ -24,11 +22,11 @@ from bridge.adapter import (
     Contact,
     FollowUp,
     NewContact,
-    Permanent,
     RetryLater,
-    json_body,
+    Skipped,
+    compact,
+    user_number,
 )
-from bridge.adapter.oauth import OAuthTokens, TokenPair, bearer_request
 from bridge.call import Call
 from bridge.phones import Phone
 
@@ -36,8 +34,6 @@ from bridge.phones import Phone
 CALL_STATUS = {"answered": 4, "failed": 5, "missed": 6, "no_answer": 6, "busy": 7}
 TASK_TYPE_CALL = 1  # amo's predefined task type "Звонок" / "Follow-up"
 CLOSED_LEAD_STATUSES = frozenset({142, 143})  # won / lost, the same in every pipeline
-PAUSE_AFTER_403 = 900.0  # seconds without any request after amo answered 403
-SKIPPED = "skipped: "
 
 
 def _embedded(data: Any, key: str) -> list[dict[str, Any]]:
@@ -58,16 +54,8 @@ def _lead_ids(contact: dict[str, Any]) -> list[int]:
     return [int(lead["id"]) for lead in _embedded(contact, "leads") if "id" in lead]
 
 
-def _user(uid: str | None) -> int | None:
-    return int(uid) if uid and str(uid).isdigit() else None
-
-
 def _phone_field(phone: Phone) -> list[dict[str, Any]]:
     return [{"field_code": "PHONE", "values": [{"value": phone.e164, "enum_code": "WORK"}]}]
-
-
-def _compact(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if v is not None}
 
 
 class AmoCRMAdapter(Adapter):
@@ -76,102 +64,20 @@ class AmoCRMAdapter(Adapter):
 
     def __init__(self, settings: AmoCRMSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self._client = ctx.http_client(
-            settings, settings.base_url, headers={"Accept": "application/json"}
-        )
-        self._static: str | None = None
-        self._tokens: OAuthTokens | None = None
-        self._code: str | None = None
-        self._paused_until = 0.0
-        if settings.access_token is not None:
-            self._static = settings.access_token.get_secret_value()
-        else:
-            if settings.authorization_code is not None:
-                self._code = settings.authorization_code.get_secret_value()
-            seed = settings.refresh_token or settings.authorization_code
-            self._tokens = OAuthTokens.from_context(ctx, self._refresh, seed)
-
-    # --- plumbing ----------------------------------------------------------------------------
-
-    async def _refresh(self, token: str) -> TokenPair:
-        s = self.settings
-        body: dict[str, Any] = {
-            "client_id": s.client_id,
-            "client_secret": s.client_secret.get_secret_value() if s.client_secret else None,
-            "redirect_uri": s.redirect_uri,
-        }
-        if self._code is not None and token == self._code:
-            grant = "authorization_code"
-            body.update(grant_type=grant, code=token)
-        else:
-            grant = "refresh_token"
-            body.update(grant_type=grant, refresh_token=token)
-        what = "POST /oauth2/access_token"
-        response = await self._client.request("POST", "/oauth2/access_token", json=body)
-        if response.status_code in (400, 401):
-            try:
-                text = problem_text(response.json())
-            except ValueError:
-                text = ""
-            raise Permanent(
-                f"{what}: HTTP {response.status_code}: amoCRM refused the {grant}"
-                f"{' (' + text + ')' if text else ''}: re-authorize the integration and set a"
-                " new authorization_code (codes are short-lived and work once)"
-            )
-        if not response.is_success:
-            raise amo_error(response, what)
-        data = json_body(response, what)
-        access, refresh = data.get("access_token"), data.get("refresh_token")
-        if not access or not refresh:
-            raise RetryLater(f"{what}: HTTP {response.status_code} without a token pair")
-        expires_in = data.get("expires_in")
-        return TokenPair(
-            access_token=str(access),
-            refresh_token=str(refresh),
-            expires_at=self.ctx.clock() + float(expires_in) if expires_in else None,
-        )
-
-    async def _request(
-        self, method: str, path: str, *, allow: Iterable[int] = (), **kwargs: Any
-    ) -> httpx.Response:
-        """One API call; a failure becomes RetryLater/Permanent (statuses in ``allow`` pass)."""
-        now = self.ctx.clock()
-        if now < self._paused_until:
-            raise RetryLater(
-                f"{method} {path}: not sent: amoCRM answered 403 Forbidden a moment ago, requests"
-                " are paused so the account's IP is not blocked for longer",
-                self._paused_until - now,
-            )
-        response = await bearer_request(
-            self._client, self._tokens, self._static, method, path, **kwargs
-        )
-        if response.is_success or response.status_code in set(allow):
-            return response
-        error = amo_error(response, f"{method} {path}")
-        if response.status_code == 403:
-            self._paused_until = now + PAUSE_AFTER_403
-            self.ctx.log.error(
-                "AMOCRM ANSWERED 403 FORBIDDEN: requests paused; check the IP whitelist, the"
-                " user's rights and whether amoCRM blocked this server's IP",
-                reason=error.reason,
-                paused_seconds=PAUSE_AFTER_403,
-            )
-        raise error
+        self.api = AmoAPI(settings, ctx)
 
     async def _post(self, path: str, items: list[dict[str, Any]]) -> Any:
-        response = await self._request("POST", path, json=items)
-        return json_body(response, f"POST {path}")
+        return await self.api.call("POST", path, json=items)
 
     # --- contacts ----------------------------------------------------------------------------
 
     async def find_contact(self, phone: Phone) -> Contact | None:
         query = phone.last10 if len(phone.digits) >= 10 else phone.digits
-        response = await self._request(
+        data = await self.api.call(
             "GET", "/api/v4/contacts", params={"query": query, "with": "leads", "limit": 50}
         )
-        if response.status_code == 204 or not response.content:
+        if data is None:
             return None  # amo answers 204 with no body when nothing matches
-        data = json_body(response, "GET /api/v4/contacts")
         # amo's search is by substring over every field: confirm by the PHONE values.
         hits = [c for c in _embedded(data, "contacts") if any(map(phone.matches, _phone_values(c)))]
         if not hits:
@@ -217,10 +123,7 @@ class AmoCRMAdapter(Adapter):
         if not wanted:
             return set()
         params = [("filter[id][]", str(i)) for i in wanted] + [("limit", "250")]
-        response = await self._request("GET", "/api/v4/leads", params=params)
-        if response.status_code == 204 or not response.content:
-            return set()
-        leads = _embedded(json_body(response, "GET /api/v4/leads"), "leads")
+        leads = _embedded(await self.api.call("GET", "/api/v4/leads", params=params), "leads")
         return {
             int(lead["id"])
             for lead in leads
@@ -230,10 +133,9 @@ class AmoCRMAdapter(Adapter):
         }
 
     async def create_contact(self, new: NewContact) -> Contact:
-        phone, owner_id, call = new.phone, new.owner_id, new.call
-        name = new.name
-        owner = _user(owner_id)
-        contact = _compact(
+        phone, owner_id, call, name = new.phone, new.owner_id, new.call, new.name
+        owner = user_number(owner_id)
+        contact = compact(
             {
                 "name": name,
                 "responsible_user_id": owner,
@@ -244,7 +146,7 @@ class AmoCRMAdapter(Adapter):
         if policy == "unsorted":
             return await self._create_unsorted(phone, owner_id, call, contact)
         if policy == "lead":
-            lead = _compact(
+            lead = compact(
                 {
                     "name": self.ctx.texts.call_title(call),
                     "responsible_user_id": owner,
@@ -271,15 +173,14 @@ class AmoCRMAdapter(Adapter):
     async def _create_unsorted(
         self, phone: Phone, owner_id: str | None, call: Call, contact: dict[str, Any]
     ) -> Contact:
-        line = call.gateway or call.extension or ""
-        caller, callee = (phone.e164, line) if call.direction == "inbound" else (line, phone.e164)
-        item = _compact(
+        caller, callee = call.parties()
+        item = compact(
             {
                 "source_name": "onlinePBX",
                 "source_uid": call.uuid,
                 "pipeline_id": self.settings.pipeline_id,
                 "created_at": int(call.started_at.timestamp()),
-                "metadata": _compact(
+                "metadata": compact(
                     {
                         "is_call_event_needed": True,
                         "uniq": call.uuid,
@@ -293,10 +194,10 @@ class AmoCRMAdapter(Adapter):
                 ),
                 "_embedded": {
                     "leads": [
-                        _compact(
+                        compact(
                             {
                                 "name": self.ctx.texts.call_title(call),
-                                "responsible_user_id": _user(owner_id),
+                                "responsible_user_id": user_number(owner_id),
                             }
                         )
                     ],
@@ -333,14 +234,14 @@ class AmoCRMAdapter(Adapter):
         ):
             # The Unsorted entry was made with this call as its metadata (is_call_event_needed).
             return f"unsorted:{contact.extra['unsorted_uid']}"
-        user = _user(log.user_id)
-        body = _compact(
+        user = user_number(log.user_id)
+        body = compact(
             {
                 "direction": call.direction,
                 "uniq": call.uuid,  # amo's dedup key for calls
                 "duration": call.talk_seconds,
                 "source": self.settings.source,
-                "phone": call.client.e164 if call.client else call.client_raw,
+                "phone": call.client_number,
                 "link": call.recording_url,
                 "call_status": CALL_STATUS.get(call.outcome, 6),
                 "call_result": log.result,
@@ -350,21 +251,24 @@ class AmoCRMAdapter(Adapter):
                 "request_id": call.uuid,
             }
         )
-        response = await self._request("POST", "/api/v4/calls", json=[body], allow=(400,))
-        data = json_body(response, "POST /api/v4/calls")
-        if response.status_code == 400 and isinstance(data, dict) and "validation-errors" in data:
-            raise amo_error(response, "POST /api/v4/calls")
+        what = "POST /api/v4/calls"
+        answer = await self.api.request(
+            "POST", "/api/v4/calls", what=what, json=[body], allow=(400,)
+        )
+        data = answer.body
+        if answer.status == 400 and "validation-errors" in answer.object:
+            self.api.raise_for(answer, what)
         calls = _embedded(data, "calls")
         if calls and "id" in calls[0]:
             return f"call:{calls[0]['id']}"
         # amo drops a call whose number matches no contact or company (HTTP 200 or 400 with
         # an `errors` list and no calls).
-        if response.status_code == 400 and not (isinstance(data, dict) and data.get("errors")):
-            raise amo_error(response, "POST /api/v4/calls")
-        why = problem_text(data) or f"HTTP {response.status_code}, no call in the answer"
+        if answer.status == 400 and not answer.object.get("errors"):
+            self.api.raise_for(answer, what)
+        why = problem_text(data) or f"HTTP {answer.status}, no call in the answer"
         if contact is None:
-            return (
-                SKIPPED + f"amoCRM has no contact or company with {body['phone']} and"
+            return Skipped(
+                f"amoCRM has no contact or company with {body['phone']} and"
                 f" create_contacts did not allow creating one ({why})"
             )
         raise RetryLater(
@@ -386,12 +290,12 @@ class AmoCRMAdapter(Adapter):
         if task.contact is not None:
             entity_type, entity_id = await self._task_entity(task.contact)
         text = task.title + (f"\n{task.description}" if task.description else "")
-        body = _compact(
+        body = compact(
             {
                 "task_type_id": TASK_TYPE_CALL,
                 "text": text,
                 "complete_till": int(task.due_at.timestamp()),
-                "responsible_user_id": _user(task.user_id),
+                "responsible_user_id": user_number(task.user_id),
                 "entity_type": entity_type,
                 "entity_id": entity_id,
                 "request_id": task.call.uuid,
@@ -405,16 +309,13 @@ class AmoCRMAdapter(Adapter):
     # --- check -------------------------------------------------------------------------------
 
     async def check(self) -> CheckResult:
-        account = json_body(await self._request("GET", "/api/v4/account"), "GET /api/v4/account")
+        account = await self.api.call("GET", "/api/v4/account") or {}
         users: list[tuple[str, str]] = []
         page = 1
         while page <= 20:
-            response = await self._request(
-                "GET", "/api/v4/users", params={"page": page, "limit": 250}
-            )
-            if response.status_code == 204 or not response.content:
+            data = await self.api.call("GET", "/api/v4/users", params={"page": page, "limit": 250})
+            if not isinstance(data, dict):
                 break
-            data = json_body(response, "GET /api/v4/users")
             users += [(str(u["id"]), str(u.get("name") or "")) for u in _embedded(data, "users")]
             if not ((data.get("_links") or {}).get("next")):
                 break
@@ -425,7 +326,7 @@ class AmoCRMAdapter(Adapter):
             "auth: "
             + (
                 "OAuth 2.0 (tokens kept in the bridge database)"
-                if self._tokens
+                if self.api.auth and self.api.auth.oauth
                 else "long-lived token"
             ),
             f"unknown callers: {self.settings.unknown_caller}",
@@ -433,4 +334,4 @@ class AmoCRMAdapter(Adapter):
         return CheckResult(account=str(name), users=users, notes=notes)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.api.aclose()

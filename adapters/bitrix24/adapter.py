@@ -23,11 +23,13 @@ from bridge.adapter import (
     NewContact,
     Permanent,
     RetryLater,
+    Skipped,
+    user_number,
 )
 from bridge.call import CALL_END, INBOUND, Call
 from bridge.phones import Phone
 
-from .rest import Bitrix24Error, Bitrix24Rest, TelephonyRefused
+from .api import Bitrix24API, Bitrix24Error, TelephonyRefused
 from .settings import Bitrix24Settings
 
 # CRM object type ids (crm data types, "object_type") and the UF_CRM_TASK prefixes.
@@ -71,13 +73,12 @@ def status_code(call: Call) -> str:
 
 
 def _int_id(value: str, what: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise Permanent(
-            f"{what} {value!r} is not a Bitrix24 user id: the users map and default_user take"
-            " numeric ids (pbx-bridge check lists them)"
-        ) from None
+    # Ids from the settings are numbers (USER_IDS, checked at load); the fallback user comes
+    # from the webhook URL or `profile`.
+    number = user_number(value)
+    if number is None:
+        raise Permanent(f"no {what} for this call: set default_user")
+    return number
 
 
 def _name(record: dict[str, Any], entity: str) -> str | None:
@@ -97,7 +98,7 @@ class Bitrix24Adapter(Adapter):
 
     def __init__(self, settings: Bitrix24Settings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self.rest = Bitrix24Rest(settings, ctx)
+        self.api = Bitrix24API(settings, ctx)
         self._refused = False
         self._me: str | None = None
 
@@ -132,7 +133,7 @@ class Bitrix24Adapter(Adapter):
         if parts:
             return parts[0]
         if self._me is None:
-            me = await self.rest.result("profile")
+            me = await self.api.result("profile")
             self._me = str((me or {}).get("ID") or "") or None
             if self._me is None:
                 raise Permanent("profile returned no user id: set default_user")
@@ -142,7 +143,7 @@ class Bitrix24Adapter(Adapter):
 
     async def find_contact(self, phone: Phone) -> Contact | None:
         try:
-            rows = await self.rest.result(
+            rows = await self.api.result(
                 "telephony.externalCall.searchCrmEntities", {"PHONE_NUMBER": phone.digits}
             )
         except Permanent as exc:
@@ -171,7 +172,7 @@ class Bitrix24Adapter(Adapter):
         return await self._find_by_comm(phone)
 
     async def _find_by_comm(self, phone: Phone) -> Contact | None:
-        found = await self.rest.result(
+        found = await self.api.result(
             "crm.duplicate.findbycomm", {"type": "PHONE", "values": phone.variants()[:20]}
         )
         if not isinstance(found, dict):  # an empty answer is `[]`
@@ -182,7 +183,7 @@ class Bitrix24Adapter(Adapter):
                 if tries >= MAX_CONFIRM:
                     return None
                 tries += 1
-                record = await self.rest.result(GET_METHOD[entity], {"id": record_id})
+                record = await self.api.result(GET_METHOD[entity], {"id": record_id})
                 if not isinstance(record, dict):
                     continue
                 phones = [
@@ -201,9 +202,8 @@ class Bitrix24Adapter(Adapter):
         return None
 
     async def create_contact(self, new: NewContact) -> Contact:
-        phone, owner_id, call = new.phone, new.owner_id, new.call
-        user = owner_id or await self._fallback_user()
-        name = new.name
+        phone, call, name = new.phone, new.call, new.name
+        user = new.owner_id or await self._fallback_user()
         if (
             self.settings.lead_creation == "register"
             and call.event == CALL_END
@@ -242,7 +242,7 @@ class Bitrix24Adapter(Adapter):
         return None
 
     async def _lead_add(self, phone: Phone, user: str, name: str, call: Call) -> Contact:
-        lead_id = await self.rest.result(
+        lead_id = await self.api.result(
             "crm.lead.add",
             {
                 "fields": {
@@ -285,7 +285,7 @@ class Bitrix24Adapter(Adapter):
         if contact is not None:
             params["CRM_ENTITY_TYPE"] = _entity(contact)
             params["CRM_ENTITY_ID"] = int(contact.id)
-        reg = await self.rest.result("telephony.externalCall.register", params)
+        reg = await self.api.result("telephony.externalCall.register", params)
         if not isinstance(reg, dict) or not reg.get("CALL_ID"):
             raise RetryLater("telephony.externalCall.register answered without a CALL_ID")
         return reg
@@ -333,14 +333,14 @@ class Bitrix24Adapter(Adapter):
         if not call.answered and call.hangup_cause:
             params["FAILED_REASON"] = call.hangup_cause
         try:
-            done = await self.rest.result("telephony.externalCall.finish", params)
+            done = await self.api.result("telephony.externalCall.finish", params)
         except TelephonyRefused:
             raise
         except Bitrix24Error as exc:
             if "call is not found" not in exc.description.lower():
                 raise
             # An earlier finish may have worked with its answer lost: the statistics know.
-            stats = await self.rest.result(
+            stats = await self.api.result(
                 "voximplant.statistic.get", {"FILTER": {"CALL_ID": call_id}}
             )
             if isinstance(stats, list) and stats:
@@ -355,7 +355,7 @@ class Bitrix24Adapter(Adapter):
         assert call.recording_url is not None
         filename = re.sub(r"[^\w.-]", "_", call.uuid) + ".mp3"
         try:
-            got = await self.rest.result(
+            got = await self.api.result(
                 "telephony.externalCall.attachRecord",
                 {"CALL_ID": call_id, "RECORD_URL": call.recording_url, "FILENAME": filename},
             )
@@ -375,12 +375,12 @@ class Bitrix24Adapter(Adapter):
         """crm.activity.add of TYPE_ID 2 (call): the fallback when telephony is refused."""
         call, contact = log.call, log.contact
         if contact is None or call.client is None:
-            return "skipped: no CRM record for this number (a CRM call activity needs one)"
+            return Skipped("no CRM record for this number (a CRM call activity needs one)")
         entity = _entity(contact)
         lines = [log.result, self.ctx.texts.render("call_note", call)]
         if call.recording_url:
             lines.append(call.recording_url)
-        activity_id = await self.rest.result(
+        activity_id = await self.api.result(
             "crm.activity.add",
             {
                 "fields": {
@@ -418,7 +418,7 @@ class Bitrix24Adapter(Adapter):
         contact = task.contact
         if self.settings.task_kind == "todo" and contact is not None:
             entity = _entity(contact)
-            got = await self.rest.result(
+            got = await self.api.result(
                 "crm.activity.todo.add",
                 {
                     "ownerTypeId": OWNER_TYPE_ID[entity],
@@ -443,7 +443,7 @@ class Bitrix24Adapter(Adapter):
         }
         if contact is not None:
             fields["UF_CRM_TASK"] = [f"{TASK_LINK_PREFIX[_entity(contact)]}_{contact.id}"]
-        got = await self.rest.result("tasks.task.add", {"fields": fields})
+        got = await self.api.result("tasks.task.add", {"fields": fields})
         task_id = ((got or {}).get("task") or {}).get("id") if isinstance(got, dict) else None
         if not task_id:
             raise RetryLater("tasks.task.add answered without a task id")
@@ -452,7 +452,7 @@ class Bitrix24Adapter(Adapter):
     # --- check ------------------------------------------------------------------------------
 
     async def check(self) -> CheckResult:
-        me = await self.rest.result("profile") or {}
+        me = await self.api.result("profile") or {}
         who = " ".join(str(me.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
         account = f"{self.settings.portal()} (as {who or 'user'} #{me.get('ID')}"
         account += ", admin)" if me.get("ADMIN") else ")"
@@ -460,7 +460,7 @@ class Bitrix24Adapter(Adapter):
         start: int | None = 0
         pages = 0
         while start is not None and pages < 20:
-            page = await self.rest.call("user.get", {"filter": {"ACTIVE": True}, "start": start})
+            page = await self.api.envelope("user.get", {"filter": {"ACTIVE": True}, "start": start})
             for u in page.get("result") or []:
                 name = " ".join(str(u.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
                 inner = u.get("UF_PHONE_INNER")
@@ -482,4 +482,4 @@ class Bitrix24Adapter(Adapter):
         return CheckResult(account=account, users=users, notes=notes)
 
     async def aclose(self) -> None:
-        await self.rest.aclose()
+        await self.api.aclose()

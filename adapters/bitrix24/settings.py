@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bridge.adapter import AdapterSettings
+from bridge.adapter import CredentialSettings
 
 OAUTH_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 
@@ -15,15 +15,19 @@ OAUTH_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 _WEBHOOK = re.compile(r"^https://[^/\s]+/rest/(?P<user>\d+)/(?P<code>[^/\s]+)/?$")
 
 
-class Bitrix24Settings(AdapterSettings):
+class Bitrix24Settings(CredentialSettings):
+    CRM: ClassVar[str] = "Bitrix24"
+    USER_IDS = "number"
+    TOKEN_KEY: ClassVar[str] = "webhook_url"
+    TOKEN_LABEL: ClassVar[str] = "an inbound webhook"
+    OAUTH_REQUIRED: ClassVar[tuple[str, ...]] = ("base_url", "client_id", "client_secret")
+
     # --- credentials: either an inbound webhook …
     webhook_url: SecretStr | None = Field(
         None, description="inbound webhook https://PORTAL/rest/USER_ID/CODE/ (holds a secret)"
     )
-    # … or an OAuth application (base_url is the portal, https://PORTAL)
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    refresh_token: SecretStr | None = None
+    # … or an OAuth application (CredentialSettings: client_id, client_secret, refresh_token;
+    # base_url is the portal, https://PORTAL)
     oauth_url: str = Field(OAUTH_TOKEN_URL, description="Bitrix24 OAuth server token endpoint")
 
     # --- behaviour
@@ -50,8 +54,8 @@ class Bitrix24Settings(AdapterSettings):
         return v.rstrip("/") if v else v
 
     @model_validator(mode="after")
-    def _one_auth(self) -> Bitrix24Settings:
-        oauth = [self.client_id, self.client_secret, self.refresh_token]
+    def _webhook_form(self) -> Bitrix24Settings:
+        # Which keys are given is CredentialSettings' check; this one is the webhook's form.
         if self.webhook_url is not None:
             # Checked here, not in a field validator: an error of the model as a whole never
             # echoes the input value, and this one holds the webhook's secret code.
@@ -62,28 +66,8 @@ class Bitrix24Settings(AdapterSettings):
                     " from Developer resources → Other → Inbound webhook)"
                 )
             self.webhook_url = SecretStr(url if url.endswith("/") else url + "/")
-            if any(x is not None for x in oauth):
-                raise ValueError(
-                    "give either webhook_url or the OAuth keys (client_id, client_secret,"
-                    " refresh_token), not both"
-                )
             if self.base_url:
                 raise ValueError("base_url is the portal of an OAuth app; a webhook_url has it")
-        else:
-            missing = [
-                n
-                for n, v in zip(
-                    ("base_url", "client_id", "client_secret", "refresh_token"),
-                    [self.base_url, *oauth],
-                    strict=True,
-                )
-                if not v
-            ]
-            if missing:
-                raise ValueError(
-                    "set webhook_url (inbound webhook), or an OAuth app with base_url,"
-                    f" client_id, client_secret and refresh_token (missing: {', '.join(missing)})"
-                )
         return self
 
     @property

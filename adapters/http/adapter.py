@@ -8,6 +8,7 @@ are retried (``Retry-After`` honoured); any other 4xx is dead at once.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -15,7 +16,7 @@ from datetime import UTC
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
 from bridge.adapter import (
     Adapter,
@@ -23,6 +24,7 @@ from bridge.adapter import (
     CallLog,
     CheckResult,
     FollowUp,
+    Permanent,
     raise_for_status,
 )
 from bridge.call import Call
@@ -34,6 +36,24 @@ class HttpSettings(AdapterSettings):
     url: str
     secret: SecretStr
     rate_limit: float = 10.0
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, v: SecretStr) -> SecretStr:
+        # A ``whsec_`` secret is base64: a broken one would sign with garbage the receiver
+        # can never verify, so every delivery would fail there instead of here.
+        text = v.get_secret_value()
+        if text.startswith("whsec_"):
+            try:
+                key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if not key:
+                raise ValueError(
+                    "a whsec_ secret is whsec_ followed by base64 (copy it whole from the"
+                    " receiving side); anything else is used as a plain string without the prefix"
+                )
+        return v
 
 
 def signing_key(secret: str) -> bytes:
@@ -140,6 +160,14 @@ class HttpAdapter(Adapter):
         note = f"{host} answered OPTIONS with HTTP {response.status_code}"
         if response.status_code >= 500:
             raise_for_status(response, f"OPTIONS {host}")
+        # 405 (no OPTIONS handler) still proves the endpoint exists; these do not.
+        refused = {
+            401: "the receiver wants credentials: does it verify the signature with this secret?",
+            403: "the receiver refuses the bridge: check its allow list and the secret",
+            404: "no such endpoint: check url (path included)",
+        }
+        if response.status_code in refused:
+            raise Permanent(f"{note}: {refused[response.status_code]}")
         return CheckResult(account=host, notes=[note])
 
     async def aclose(self) -> None:

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
-from pydantic import Field, SecretStr, model_validator
 
 from adapters.hubspot.api import HubSpotAPI
+from adapters.hubspot.settings import HubSpotSettings
 from bridge.adapter import (
     Adapter,
-    AdapterSettings,
+    AdapterContext,
     CallLog,
     CheckResult,
     Contact,
@@ -43,27 +43,6 @@ CALL_STATUS = {
     "busy": "BUSY",
     "failed": "FAILED",
 }
-
-
-class HubSpotSettings(AdapterSettings):
-    access_token: SecretStr | None = Field(None, description="private app access token")
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    refresh_token: SecretStr | None = None
-    # 100 requests / 10 s is the default app limit (190 for private apps on Pro/Enterprise):
-    # 9/s evenly spaced never exceeds it. Search has its own limit of 4/s per token.
-    rate_limit: float = 9.0
-    search_rate_limit: float = Field(3.0, ge=0)
-
-    @model_validator(mode="after")
-    def _credentials(self) -> HubSpotSettings:
-        oauth = (self.client_id, self.client_secret, self.refresh_token)
-        if self.access_token is None and not all(oauth):
-            raise ValueError(
-                "set access_token (private app), or client_id, client_secret and refresh_token"
-                " (OAuth app)"
-            )
-        return self
 
 
 def utc_iso(moment: datetime) -> str:
@@ -100,7 +79,7 @@ class HubSpotAdapter(Adapter):
     Settings = HubSpotSettings
     settings: HubSpotSettings
 
-    def __init__(self, settings: HubSpotSettings, ctx: Any) -> None:
+    def __init__(self, settings: HubSpotSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
         self.api = HubSpotAPI(settings, ctx)
 
@@ -174,8 +153,7 @@ class HubSpotAdapter(Adapter):
         )
 
     async def create_contact(self, new: NewContact) -> Contact:
-        phone, owner_id = new.phone, new.owner_id
-        name = new.name
+        phone, owner_id, name = new.phone, new.owner_id, new.name
         data = await self.api.call(
             "POST",
             "/crm/v3/objects/contacts",
@@ -188,9 +166,7 @@ class HubSpotAdapter(Adapter):
 
     def call_properties(self, log: CallLog) -> dict[str, Any]:
         c = log.call
-        client = c.client.e164 if c.client else c.client_raw
-        line = c.gateway or (c.extension or "")
-        frm, to = (client, line) if c.direction == "inbound" else (line, client)
+        frm, to = c.parties()
         note = self.ctx.texts.render("call_note", c)
         props: dict[str, Any] = {
             "hs_timestamp": utc_iso(c.started_at),
@@ -264,7 +240,7 @@ class HubSpotAdapter(Adapter):
             if not after:
                 break
         portal = account.get("portalId")
-        mode = "OAuth" if self.api.tokens else "private app token"
+        mode = "OAuth" if self.api.auth and self.api.auth.oauth else "private app token"
         return CheckResult(
             account=f"HubSpot portal {portal} ({account.get('accountType', '?')}, {mode})",
             users=users,

@@ -1,4 +1,4 @@
-"""HubSpot's HTTP side: private-app token or persisted OAuth, the search limit, errors.
+"""HubSpot's HTTP side: private-app token or OAuth, the search limit, its error envelope.
 
 Error envelope (every 4xx/5xx of the v3 APIs)::
 
@@ -10,111 +10,74 @@ Error envelope (every 4xx/5xx of the v3 APIs)::
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from bridge.adapter import (
     AdapterContext,
-    CRMClient,
-    Permanent,
+    AdapterSettings,
+    Answer,
+    Auth,
+    BearerToken,
+    JsonAPI,
+    OAuth2,
     TokenBucket,
-    json_body,
-    json_object,
-    raise_for_status,
 )
-from bridge.adapter.oauth import OAuthTokens, TokenPair, bearer_request
 
-DEFAULT_BASE_URL = "https://api.hubapi.com"
-TOKEN_PATH = "/oauth/v1/token"
 SEARCH_SUFFIX = "/search"
-
 # Seconds to wait on a 429 without Retry-After, by HubSpot's policyName.
 POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
-
-HINTS = {
-    401: " (the access token is wrong, revoked or expired: check access_token, or the"
-    " OAuth client_id/client_secret/refresh_token)",
-    403: " (the private app or OAuth app lacks a scope: it needs crm.objects.contacts.read,"
-    " crm.objects.contacts.write and crm.objects.owners.read)",
-}
+DEFAULT_POLICY_WAIT = 10.0
 
 
-def envelope(response: httpx.Response) -> dict[str, Any] | None:
-    body = json_object(response)
-    return body if body is not None and "message" in body else None
-
-
-def raise_for_hubspot(response: httpx.Response, what: str) -> None:
-    """HubSpot's own envelope first (its message, its rate-limit policy), then the toolkit rules."""
-    if response.is_success:
-        return
-    body = envelope(response)
-    if body is None:
-        raise_for_status(response, what)
-        return
-    category = body.get("category") or body.get("errorType")
-    detail = f"{category}: {body['message']}" if category else str(body["message"])
-    policy = str(body.get("policyName") or "")
-    if response.status_code == 429:
-        detail += f" (policy {policy or 'unknown'})"
-    raise_for_status(
-        response, what, detail=detail, hints=HINTS, retry_after=POLICY_WAIT.get(policy, 10.0)
-    )
-
-
-class HubSpotAPI:
+class HubSpotAPI(JsonAPI):
     """One HubSpot account: authenticated JSON requests under both HubSpot limits."""
 
-    def __init__(self, settings: Any, ctx: AdapterContext) -> None:
-        self._client: CRMClient = ctx.http_client(settings, DEFAULT_BASE_URL)
+    VENDOR = "HubSpot"
+    DEFAULT_BASE_URL = "https://api.hubapi.com"
+    AUTH = Auth(
+        token=BearerToken(),
+        oauth=OAuth2(
+            token_url="/oauth/v1/token",
+            client_auth="body",
+            default_expires_in=1800,
+            reauthorize="reinstall the app and set a new refresh_token",
+        ),
+    )
+    HINTS: ClassVar[Mapping[int, str]] = {
+        401: " (the access token is wrong, revoked or expired: check access_token, or the"
+        " OAuth client_id/client_secret/refresh_token)",
+        403: " (the private app or OAuth app lacks a scope: it needs crm.objects.contacts.read,"
+        " crm.objects.contacts.write and crm.objects.owners.read)",
+    }
+
+    def __init__(self, settings: AdapterSettings, ctx: AdapterContext) -> None:
+        super().__init__(settings, ctx)
         # CRM search has its own, lower limit (per token), on top of the general one.
-        self._search_limiter = TokenBucket(settings.search_rate_limit)
-        self._settings = settings
-        self._static = settings.access_token.get_secret_value() if settings.access_token else None
-        self.tokens: OAuthTokens | None = None
-        if self._static is None:
-            self.tokens = OAuthTokens.from_context(ctx, self._refresh, settings.refresh_token)
-        self._clock = ctx.clock
+        self._search_limiter = TokenBucket(getattr(settings, "search_rate_limit", 0.0))
 
-    async def _refresh(self, refresh_token: str) -> TokenPair:
-        """``POST /oauth/v1/token`` (form-encoded, grant_type=refresh_token)."""
-        s = self._settings
-        response = await self._client.request(
-            "POST",
-            TOKEN_PATH,
-            data={
-                "grant_type": "refresh_token",
-                "client_id": s.client_id,
-                "client_secret": s.client_secret.get_secret_value(),
-                "refresh_token": refresh_token,
-            },
-        )
-        if response.status_code in (400, 401):
-            # BAD_REFRESH_TOKEN / BAD_CLIENT_ID...: the app must be reinstalled or reconfigured.
-            body = envelope(response) or {}
-            raise Permanent(
-                f"HubSpot refused the OAuth refresh: HTTP {response.status_code}"
-                f" {body.get('status', '')} {body.get('message', '')}".rstrip()
-                + " (reinstall the app and set a new refresh_token)"
-            )
-        raise_for_hubspot(response, "POST /oauth/v1/token")
-        data = json_body(response, "POST /oauth/v1/token")
-        return TokenPair(
-            access_token=data["access_token"],
-            refresh_token=data.get("refresh_token") or refresh_token,
-            expires_at=self._clock() + float(data.get("expires_in") or 1800),
-        )
+    @staticmethod
+    def _envelope(answer: Answer) -> dict[str, Any] | None:
+        body = answer.object
+        return body if not answer.ok and "message" in body else None
 
-    async def call(self, method: str, path: str, what: str = "", **kwargs: Any) -> Any:
-        """Send one request; the JSON of a 2xx answer, or the delivery error it means."""
+    def refusal(self, answer: Answer, what: str) -> str | None:
+        body = self._envelope(answer)
+        if body is None:
+            return None
+        category = body.get("category") or body.get("errorType")
+        detail = f"{category}: {body['message']}" if category else str(body["message"])
+        if answer.status == 429:
+            detail += f" (policy {body.get('policyName') or 'unknown'})"
+        return detail
+
+    def retry_after(self, answer: Answer) -> float | None:
+        body = self._envelope(answer)
+        if body is None:
+            return None
+        return POLICY_WAIT.get(str(body.get("policyName") or ""), DEFAULT_POLICY_WAIT)
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Answer:
         if path.endswith(SEARCH_SUFFIX):
             await self._search_limiter.acquire()
-        response = await bearer_request(
-            self._client, self.tokens, self._static, method, path, **kwargs
-        )
-        raise_for_hubspot(response, what or f"{method} {path}")
-        return json_body(response, what or f"{method} {path}")
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+        return await super().request(method, path, **kwargs)

@@ -28,7 +28,7 @@ from pydantic import SecretStr, model_validator
 
 from bridge.adapter.contract import AdapterSettings
 from bridge.adapter.errors import Permanent, RetryLater
-from bridge.adapter.http import CRMClient, json_object, raise_for_status
+from bridge.adapter.http import CRMClient, json_body, json_object, raise_for_status
 from bridge.adapter.oauth import OAuthTokens, TokenPair
 
 if TYPE_CHECKING:
@@ -288,9 +288,9 @@ class Credentials:
                 f"{' (' + detail + ')' if detail else ''}: {fix}"
             )
         raise_for_status(response, what)
-        if body is None:  # a gateway's page in front of the token endpoint
-            raise RetryLater(f"{what}: HTTP {status} with a body that is not JSON")
-        if not body.get("access_token"):
+        if body is None:
+            json_body(response, what)  # an HTML page or garbage: retried, named "not JSON"
+        if body is None or not body.get("access_token"):
             raise RetryLater(f"{what}: HTTP {status} without an access_token")
         expires_in = body.get("expires_in")
         if not isinstance(expires_in, int | float | str) or not str(expires_in).strip():

@@ -16,11 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
 from bridge.adapter.errors import Permanent, RetryLater
-from bridge.adapter.http import CRMClient
 from bridge.adapter.locks import LockTimeout, ProcessLocks, locks_for
 from bridge.store.state import AdapterState
 
@@ -187,22 +185,3 @@ class OAuthTokens:
         await self._state.put(STATE_KEY, json.dumps(record))
         self._pair = new
         return new
-
-
-async def bearer_request(
-    client: CRMClient,
-    tokens: OAuthTokens | None,
-    static_token: str | None,
-    method: str,
-    url: str,
-    **kwargs: Any,
-) -> httpx.Response:
-    """Send with ``Authorization: Bearer``; with OAuth, refresh and resend once on a 401."""
-    headers = dict(kwargs.pop("headers", None) or {})
-    token = static_token if tokens is None else await tokens.access_token()
-    headers["Authorization"] = f"Bearer {token}"
-    response = await client.request(method, url, headers=headers, **kwargs)
-    if response.status_code == 401 and tokens is not None:
-        headers["Authorization"] = f"Bearer {await tokens.refresh_after_401(token or '')}"
-        response = await client.request(method, url, headers=headers, **kwargs)
-    return response

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from bridge import logs
-from bridge.cli.base import Commands, config_options
-from bridge.settings import SettingsError, load_settings
+from bridge.cli.base import CommandError, Commands, config_options
+from bridge.settings import CONFIG_ENV, SettingsError, load_settings
 
 # In the order `pbx-bridge --help` lists them.
 COMMAND_MODULES = (
@@ -24,6 +25,7 @@ COMMAND_MODULES = (
     "local",
     "backfill",
     "send_sample",
+    "init",
     "admin",
 )
 
@@ -51,15 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not getattr(args, "needs_settings", True):
+    mode = getattr(args, "settings_mode", "required")
+    if mode == "none":
         return args.fn(None, args)
     try:
+        if mode == "optional" and not (args.config or os.environ.get(CONFIG_ENV)):
+            return args.fn(None, args)
         settings = load_settings(args.config)
         logs.configure(settings.log.level, settings.log.format)
         return args.fn(settings, args)
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ from bridge.settings import Settings
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(with_db(settings, lambda db: onlinepbx.backfill(settings, db, args)))
+    # It writes (events for `serve` to deliver), so it may create the database.
+    return asyncio.run(
+        with_db(settings, lambda db: onlinepbx.backfill(settings, db, args), create=True)
+    )
 
 
 def register(commands: Commands) -> None:

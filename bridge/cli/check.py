@@ -1,66 +1,210 @@
-"""``pbx-bridge check``: validate the settings and try every adapter's credentials."""
+"""``pbx-bridge check``: a verdict per adapter, then what to fix; the settings with --verbose.
+
+It changes nothing it does not have to: no database is created (a missing one is named, and
+the adapters are tried against a throw-away file; OAuth adapters are then skipped because a
+refreshed token would be lost), and the adapters make only their read-only check calls.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-from typing import Any
+import tempfile
+from pathlib import Path
 
-from bridge.cli.base import Commands, with_db
+import httpx
+
+from bridge.adapter import CheckResult
+from bridge.cli.base import Commands, missing_database, open_database
 from bridge.deliver.service import build_adapter
 from bridge.metrics import Metrics
 from bridge.onlinepbx import commands as onlinepbx
+from bridge.receive.access import domain_allowed
 from bridge.redact import REDACTOR, redact_tree
-from bridge.registry import configured
+from bridge.registry import ConfiguredAdapter, configured
 from bridge.settings import Settings
 from bridge.store.db import Database
 
+# Keys whose value is spent or rotated by a token refresh: checking such an adapter against a
+# throw-away database would lose the new token.
+OAUTH_KEYS = ("refresh_token", "authorization_code")
 
-def _masked(settings: Settings) -> dict[str, Any]:
-    return redact_tree(json.loads(settings.model_dump_json()))
+
+def settings_dump(settings: Settings, adapters: list[ConfiguredAdapter]) -> str:
+    dumped = redact_tree(json.loads(settings.model_dump_json()))
+    dumped["adapters"] = {
+        a.name: redact_tree(json.loads(a.settings.model_dump_json())) for a in adapters
+    }
+    return json.dumps(dumped, ensure_ascii=False, indent=2, default=str)
 
 
-def _masked_model(model: Any) -> dict[str, Any]:
-    data = json.loads(model.model_dump_json())
-    return {k: REDACTOR(v) if isinstance(v, str) else v for k, v in data.items()}
+def _host_of(item: ConfiguredAdapter, exc: BaseException) -> str | None:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, httpx.RequestError):
+            try:
+                return cause.request.url.host
+            except RuntimeError:  # no request attached
+                break
+        cause = cause.__cause__ or cause.__context__
+    for key in ("base_url", "url"):
+        value = getattr(item.settings, key, None)
+        if isinstance(value, str) and value:
+            return httpx.URL(value).host or None
+    return None
+
+
+def _network_cause(exc: BaseException) -> httpx.TransportError | None:
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 10:
+        if isinstance(cause, httpx.TransportError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
+def network_advice(item: ConfiguredAdapter, exc: BaseException) -> str | None:
+    """What to look at when the CRM could not be reached (None: it was reached)."""
+    cause = _network_cause(exc)
+    if cause is None:
+        return None
+    host = _host_of(item, exc) or "the CRM"
+    text = str(cause).lower()
+    if any(w in text for w in ("name or service", "nodename", "getaddrinfo", "name resolution")):
+        look = f"DNS: does `getent hosts {host}` resolve? Is base_url spelled right?"
+    elif isinstance(cause, httpx.TimeoutException):
+        look = (
+            f"firewall or proxy: is outbound HTTPS to {host} allowed from this machine?"
+            " (try `curl -sI https://" + host + "`)"
+        )
+    elif "certificate" in text or "ssl" in text:
+        look = f"TLS: {host}'s certificate is not trusted here (a corporate proxy? base_url?)"
+    elif "refused" in text:
+        look = f"nothing listens at {host}: check base_url (scheme, host and port)"
+    else:
+        look = f"DNS, the firewall and base_url for {host}"
+    return f"cannot reach {host} ({type(cause).__name__}); look at {look}"
+
+
+def unknown_users(item: ConfiguredAdapter, result: CheckResult) -> list[str]:
+    """The ``users`` / ``default_user`` ids the CRM does not know (empty if it lists none)."""
+    if not result.users:
+        return []
+    known = {str(uid) for uid, _ in result.users}
+    problems = [
+        f"users: extension {ext} → {uid} is not a user of this CRM"
+        for ext, uid in sorted(item.settings.users.items())
+        if str(uid) not in known
+    ]
+    default = item.settings.default_user
+    if default is not None and str(default) not in known:
+        problems.append(f"default_user {default} is not a user of this CRM")
+    return problems
+
+
+async def check_adapter(
+    item: ConfiguredAdapter, settings: Settings, db: Database, verbose: bool
+) -> bool:
+    adapter = build_adapter(item, settings, db, Metrics())
+    label = (
+        item.name
+        if (item.settings.type or item.name) == item.name
+        else (f"{item.name} ({item.settings.type})")
+    )
+    try:
+        await adapter.setup()
+        result = await adapter.check()
+    except Exception as exc:
+        advice = network_advice(item, exc)
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+        print(f"[FAIL] {label}: {REDACTOR(advice or str(reason))}")
+        if advice and verbose:
+            print(f"       {REDACTOR(str(reason))}")
+        return False
+    finally:
+        await adapter.aclose()
+    problems = unknown_users(item, result)
+    mark = "[FAIL]" if problems else "[ OK ]"
+    print(f"{mark} {label}: {REDACTOR(result.account)}")
+    for problem in problems:
+        print(f"       {problem}")
+    for note in result.notes:
+        print(f"       {REDACTOR(note)}")
+    if result.users and (problems or verbose or not item.settings.users):
+        print("       the CRM's users (id: name), for the `users` map:")
+        for uid, name in result.users:
+            print(f"         {uid}: {name}")
+    return not problems
+
+
+def warnings(settings: Settings) -> list[str]:
+    out = []
+    server, domain = settings.server, settings.onlinepbx.domain
+    if domain and not domain_allowed(domain, server.allowed_domains):
+        allowed = ", ".join(server.allowed_domains)
+        out.append(
+            f"server.allowed_domains ({allowed}) refuses the configured onlinePBX domain"
+            f" {domain}: its webhooks would be answered 403. Add {domain!r} to the list."
+        )
+    return out
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    adapters = configured(settings.adapters)
+    adapters = configured(settings.adapters, settings.source)
     for item in adapters:
         REDACTOR.add(*item.settings.secrets())
-    dumped = _masked(settings)
-    dumped["adapters"] = {a.name: _masked_model(a.settings) for a in adapters}
-    print("Settings are valid:")
-    print(json.dumps(dumped, ensure_ascii=False, indent=2, default=str))
+    if args.adapter:
+        chosen = [a for a in adapters if a.name == args.adapter]
+        if not chosen:
+            names = ", ".join(a.name for a in adapters) or "none"
+            print(f"no active adapter named {args.adapter!r}; configured: {names}")
+            return 2
+        adapters = chosen
+    print(f"settings: valid ({settings.source})")
+    if args.verbose:
+        print(settings_dump(settings, adapters))
+    for warning in warnings(settings):
+        print(f"[WARN] {warning}")
+    missing = missing_database(settings)
 
-    async def run(db: Database) -> int:
+    async def run() -> int:
         failures = 0
-        for item in adapters:
-            adapter = build_adapter(item, settings, db, Metrics())
+        with tempfile.TemporaryDirectory(prefix="pbx-bridge-check-") as scratch:
+            if missing:
+                print(f"[WARN] {missing}")
+                probe = settings.model_copy(deep=True)
+                probe.storage.path = Path(scratch) / "check.db"
+                db = await open_database(probe, create=True)
+            else:
+                db = await open_database(settings, create=False)
             try:
-                await adapter.setup()
-                result = await adapter.check()
-            except Exception as exc:
-                failures += 1
-                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-                print(f"[FAIL] {item.name}: {REDACTOR(str(reason))}")
-                continue
+                for item in adapters:
+                    oauth = [k for k in OAUTH_KEYS if getattr(item.settings, k, None)]
+                    if missing and oauth:
+                        print(
+                            f"[SKIP] {item.name}: its OAuth tokens are kept in the database;"
+                            " run check where the bridge's database is (or after the first"
+                            " `pbx-bridge serve`)"
+                        )
+                        continue
+                    if not await check_adapter(item, settings, db, args.verbose):
+                        failures += 1
+                if not args.adapter:
+                    failures += await onlinepbx.check(settings, db)
             finally:
-                await adapter.aclose()
-            print(f"[ OK ] {item.name}: {REDACTOR(result.account)}")
-            for note in result.notes:
-                print(f"       {REDACTOR(note)}")
-            if result.users:
-                print("       users (id: name) for the `users` map:")
-                for uid, name in result.users:
-                    print(f"         {uid}: {name}")
-        failures += await onlinepbx.check(settings, db)
+                await db.close()
         return 1 if failures else 0
 
-    return asyncio.run(with_db(settings, run))
+    return asyncio.run(run())
 
 
 def register(commands: Commands) -> None:
-    commands.add("check", cmd_check, help="validate settings and try every adapter's credentials")
+    p = commands.add(
+        "check", cmd_check, help="validate settings and try every adapter's credentials"
+    )
+    p.add_argument("--adapter", metavar="NAME", help="only this [adapters.NAME] table")
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="also print the settings (secrets masked)"
+    )

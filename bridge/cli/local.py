@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bridge.cli.base import Commands, Run, emit, with_db
+from bridge.cli.base import Commands, Run, emit, row_count, with_db
 from bridge.registry import adapter_class
 from bridge.settings import Settings
 from bridge.store.db import Database
@@ -44,5 +44,5 @@ def cmd_list_local(kind: str) -> Run:
 def register(commands: Commands) -> None:
     for kind in ("calls", "tasks"):
         p = commands.add(kind, cmd_list_local(kind), help=f"{kind} written by the local adapter")
-        p.add_argument("--limit", type=int, default=50)
+        p.add_argument("--limit", type=row_count, default=50)
         p.add_argument("--json", action="store_true")

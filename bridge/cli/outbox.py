@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.cli.base import Commands, emit, with_db
+from bridge.cli.base import Commands, days_at_least_one, emit, row_count, row_id, with_db
 from bridge.redact import REDACTOR
 from bridge.settings import Settings
 from bridge.store.db import Database
@@ -64,8 +64,16 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
             n = await outbox.retry_dead(None if args.all else args.ids)
             print(f"{n} dead job(s) are pending again")
         elif args.action == "purge":
+            cutoff = time.time() - args.older_than_days * 86400
+            when = datetime.fromtimestamp(cutoff, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            print(
+                f"removing done jobs finished before {when}, and the events and CRM ids of"
+                " calls older than that with nothing left to do; pending and dead jobs are"
+                " kept",
+                file=sys.stderr,
+            )
             # The same chunked pruning as the hourly retention run (short write locks).
-            deleted = await prune(db, time.time() - args.older_than_days * 86400)
+            deleted = await prune(db, cutoff)
             print(
                 f"purged {deleted['jobs']} done job(s), {deleted['events']} event(s) and"
                 f" {deleted['crm_objects']} CRM id(s) older than {args.older_than_days} day(s)"
@@ -83,16 +91,22 @@ def register(commands: Commands) -> None:
     lst = actions.add("list", cmd_outbox, help="recent jobs")
     lst.add_argument("--status", choices=STATUSES)
     lst.add_argument("--adapter")
-    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--limit", type=row_count, default=50)
     lst.add_argument("--json", action="store_true")
     show = actions.add("show", cmd_outbox, help="one job in full")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=row_id)
     retry = actions.add("retry", cmd_outbox, help="send dead jobs back to pending")
-    retry.add_argument("ids", type=int, nargs="*")
+    retry.add_argument("ids", type=row_id, nargs="*", metavar="ID")
     retry.add_argument("--all", action="store_true")
     purge = actions.add(
         "purge",
         cmd_outbox,
         help="delete old done jobs, and events and CRM ids with nothing left to do",
     )
-    purge.add_argument("--older-than-days", type=float, default=30)
+    purge.add_argument(
+        "--older-than-days",
+        type=days_at_least_one,
+        default=30,
+        metavar="N",
+        help="age in days, at least 1 (default 30)",
+    )

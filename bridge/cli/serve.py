@@ -4,19 +4,73 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import socket
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 from bridge.app import create_app, webhook_token
-from bridge.cli.base import Commands, webhook_url, with_db
+from bridge.cli.base import CommandError, Commands, open_database, webhook_url, with_db
 from bridge.settings import Settings
 from bridge.store.db import Database
 
+BACKLOG = 128  # aiohttp's default
 TICK = (
     "Profile → Webhooks (Профиль → Веб-хуки): add the URL and tick «Завершился звонок» "
     "(call ended) and «Пропущенный звонок» (missed call)"
 )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, taken before any other start-up work, so "port in use" is the
+    first thing said and the banner never claims a port another process holds."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise CommandError(
+            f"server.host {host!r} is not an address here: {exc.strerror}", 2
+        ) from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"port {port} on {host} is already in use (another pbx-bridge?"
+                f" `ss -ltnp 'sport = :{port}'` shows who has it); stop it, or choose another"
+                " with server.port or --port",
+                2,
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise CommandError(
+                f"port {port} needs privileges this user lacks; use a port above 1023"
+                " behind your TLS proxy (docs/DEPLOY.md)",
+                2,
+            ) from exc
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}", 2) from exc
+    sock.setblocking(False)
+    return sock
+
+
+def _check_database(settings: Settings) -> None:
+    """Open (creating if new) and close the database: a path that cannot be used is named
+    here in words, not as a traceback from the middle of the start-up."""
+
+    async def probe() -> None:
+        db = await open_database(settings, create=True)
+        await db.close()
+
+    asyncio.run(probe())
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -24,7 +78,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.server.host = args.host
     if args.port:
         settings.server.port = args.port
-    app = create_app(settings)
+    sock = bind(settings.server.host, settings.server.port)
+    try:
+        _check_database(settings)
+        app = create_app(settings)
+    except BaseException:
+        sock.close()
+        raise
+    database = Path(settings.storage.path).absolute()
 
     async def banner(app: web.Application) -> None:
         from bridge.keys import TOKEN
@@ -35,6 +96,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # Printed to the terminal once, never into the structured log (which masks it).
         print(
             f"\npbx-bridge is listening on {settings.server.host}:{settings.server.port}\n"
+            f"  database (storage.path): {database}\n"
             f"  onlinePBX webhook URL: {shown}\n"
             f"  In onlinePBX: {TICK}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
@@ -46,8 +108,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app.on_startup.append(banner)
     web.run_app(
         app,
-        host=settings.server.host,
-        port=settings.server.port,
+        sock=sock,
         print=None,
         access_log=None,
         shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
@@ -56,6 +117,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_webhook_url(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.server.webhook_token is not None:  # no database needed
+        print(webhook_url(settings, settings.server.webhook_token.get_secret_value()))
+        return 0
+
     async def run(db: Database) -> int:
         token, _ = await webhook_token(db, settings)
         print(webhook_url(settings, token))

@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
+from bridge.adapter import CREATE_TASK
+from bridge.call import CALL_MISSED
 from bridge.deliver.service import job_planner
 from bridge.onlinepbx.backfill import Backfill, Window
 from bridge.onlinepbx.client import ApiError, OnlinePBX
@@ -36,6 +39,12 @@ def parse_moment(text: str, zone: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     return int(moment.timestamp())
+
+
+def moment(text: str) -> str:
+    """The parser's check of --since/--until (the zone is applied once settings are read)."""
+    parse_moment(text, "UTC")
+    return text
 
 
 def _when(stamp: int, zone: str) -> str:
@@ -83,10 +92,20 @@ async def backfill(settings: Settings, db: Database, args: argparse.Namespace) -
             file=sys.stderr,
         )
         return 2
+    planner = job_planner(configured(settings.adapters))
+    if getattr(args, "logs_only", False):
+        planner = _without_tasks(planner)
+    task_adapters = [name for name, action in planner(CALL_MISSED) if action == CREATE_TASK]
+    if task_adapters and not args.dry_run:
+        print(
+            f"missed calls in this range become tasks in {', '.join(task_adapters)} (due in"
+            " working hours from now); --logs-only skips them, --dry-run counts them first",
+            file=sys.stderr,
+        )
     api = OnlinePBX(pbx, db)
     writer = None
     if not args.dry_run:
-        writer = EventWriter(db, job_planner(configured(settings.adapters)))
+        writer = EventWriter(db, planner)
     job = Backfill(
         Reconciler(api, writer, db),
         db,
@@ -115,20 +134,32 @@ async def backfill(settings: Settings, db: Database, args: argparse.Namespace) -
         interrupted = isinstance(exc, asyncio.CancelledError)
         print(f"stopped: {'interrupted' if interrupted else REDACTOR(str(exc))}", file=sys.stderr)
         print(f"run the same command again to continue from {point}", file=sys.stderr)
-        _summary(total, args.dry_run)
+        _summary(total, args.dry_run, len(task_adapters))
         return 130 if interrupted else 1
     finally:
         bar.close()
         await api.aclose()
-    _summary(total, args.dry_run)
+    _summary(total, args.dry_run, len(task_adapters))
     return 0
 
 
-def _summary(total: Tally, dry_run: bool) -> None:
+def _without_tasks(
+    planner: Callable[[str], list[tuple[str, str]]],
+) -> Callable[[str], list[tuple[str, str]]]:
+    """``--logs-only``: the same plan without any create_task job."""
+    return lambda event: [(a, action) for a, action in planner(event) if action != CREATE_TASK]
+
+
+def _summary(total: Tally, dry_run: bool, task_adapters: int) -> None:
     queued = "would be queued" if dry_run else "queued"
+    tasks = total.missed * task_adapters
     print(
         f"calls found: {total.found}, already known: {total.known}, {queued}: {total.queued},"
         f" internal (skipped): {total.internal}"
+    )
+    print(
+        f"tasks {'that would be created' if dry_run else 'to be created'}: {tasks}"
+        f" ({total.missed} missed call(s) × {task_adapters} adapter(s) creating tasks)"
     )
     if total.queued and not dry_run:
         print("queued calls are delivered by `pbx-bridge serve` (within a minute if it runs)")
@@ -136,8 +167,15 @@ def _summary(total: Tally, dry_run: bool) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``pbx-bridge backfill`` (the subcommand is made in bridge/cli/backfill.py)."""
-    p.add_argument("--since", required=True, help="YYYY-MM-DD[THH:MM], schedule time zone")
-    p.add_argument("--until", help="end of the range (default: now)")
+    p.add_argument(
+        "--since", required=True, type=moment, help="YYYY-MM-DD[THH:MM], schedule time zone"
+    )
+    p.add_argument("--until", type=moment, help="end of the range (default: now)")
+    p.add_argument(
+        "--logs-only",
+        action="store_true",
+        help="only call logs: missed calls are recorded but create no task",
+    )
     p.add_argument("--dry-run", action="store_true", help="count, queue nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

@@ -30,12 +30,14 @@ class Tally:
     known: int = 0  # the bridge already has their call_end / call_missed
     queued: int = 0  # recovered now
     internal: int = 0  # extension-to-extension calls: nothing for a CRM
+    missed: int = 0  # of the queued: missed calls (each a task for the task-creating adapters)
 
     def add(self, other: Tally) -> None:
         self.found += other.found
         self.known += other.known
         self.queued += other.queued
         self.internal += other.internal
+        self.missed += other.missed
 
 
 class Reconciler:
@@ -66,7 +68,9 @@ class Reconciler:
             if payload["uuid"] in known:
                 tally.known += 1
                 continue
+            missed = int(payload["event"] == CALL_MISSED)
             tally.queued += 1
+            tally.missed += missed
             if self._writer is None:
                 continue
             stored = await self._writer.submit(
@@ -74,6 +78,7 @@ class Reconciler:
             )
             if stored.duplicate:  # the webhook won the race: fine, it is the same call
                 tally.queued -= 1
+                tally.missed -= missed
                 tally.known += 1
         return tally
 

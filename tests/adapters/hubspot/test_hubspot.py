@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.hubspot.adapter import HubSpotAdapter, HubSpotSettings
+from adapters.hubspot.adapter import HubSpotAdapter
+from adapters.hubspot.settings import HubSpotSettings
 from bridge.samples import sample
 from bridge.settings import SettingsError
 from bridge.testing import AdapterHarness

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from bridge.adapter.errors import Permanent
-from bridge.adapter.http import CRMClient
-from bridge.adapter.oauth import OAuthTokens, TokenPair, bearer_request
-from bridge.adapter.ratelimit import TokenBucket
+from bridge.adapter.oauth import OAuthTokens, TokenPair
 from bridge.store.db import Database
 from bridge.store.state import AdapterState
 from tests.conftest import FakeClock
@@ -73,31 +70,6 @@ async def test_missing_refresh_token_is_permanent(db):
     )
     with pytest.raises(Permanent, match="refresh_token"):
         await tokens.access_token()
-
-
-async def test_bearer_request_resends_once_after_401(db, no_unmocked_http):
-    clock, calls = FakeClock(), []
-    tokens = OAuthTokens(
-        AdapterState(db, "crm"), refresher(calls, clock), initial_refresh_token="first", clock=clock
-    )
-    route = no_unmocked_http.get("https://crm.example/api/me")
-    route.side_effect = [
-        httpx.Response(401),
-        httpx.Response(200, json={"ok": 1}),
-        httpx.Response(401),
-        httpx.Response(401),
-    ]
-    client = CRMClient(base_url="https://crm.example", limiter=TokenBucket(0))
-    resp = await bearer_request(client, tokens, None, "GET", "/api/me")
-    assert resp.status_code == 200
-    assert [c.request.headers["authorization"] for c in route.calls] == [
-        "Bearer access-1",
-        "Bearer access-2",
-    ]
-    # A token the vendor keeps refusing is not refreshed in a loop: one retry, then the 401.
-    resp = await bearer_request(client, tokens, None, "GET", "/api/me")
-    assert resp.status_code == 401 and route.call_count == 4
-    await client.aclose()
 
 
 async def test_a_newly_configured_grant_replaces_the_stored_pair(db):

@@ -1,0 +1,187 @@
+"""Bitrix24 REST calls: the ``{"result": …}`` / ``{"error": …, "error_description": …}``
+envelope, webhook or OAuth (``auth`` in the body) authentication, and the error classes.
+
+Error codes are the system errors of the official docs (``_includes/system-errors.md`` in
+github.com/bitrix24/b24restdocs) plus each method's own ``ERROR_CORE`` etc.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.adapter import (
+    AdapterContext,
+    Answer,
+    Auth,
+    BodyField,
+    DeliveryError,
+    JsonAPI,
+    NoToken,
+    OAuth2,
+    Permanent,
+    RetryLater,
+    retry_after_of,
+)
+from bridge.adapter.http import body_excerpt
+
+from .settings import OAUTH_TOKEN_URL, Bitrix24Settings
+
+OPERATION_LIMIT_FALLBACK = 60.0  # seconds, when a 429 names no reset time
+
+
+class Bitrix24Error(Permanent):
+    """A method refused the request for a reason retrying cannot fix."""
+
+    def __init__(self, reason: str, *, method: str, code: str, description: str) -> None:
+        super().__init__(reason)
+        self.method = method
+        self.code = code
+        self.description = description
+
+
+class TelephonyRefused(Bitrix24Error):
+    """``WRONG_AUTH_TYPE``: this method needs an application context (not a webhook)."""
+
+
+def _scopes(settings: Bitrix24Settings) -> str:
+    scopes = ["crm", "telephony", "user"]
+    if settings.task_kind == "task":
+        scopes.append("task")
+    return ", ".join(scopes)
+
+
+class Bitrix24API(JsonAPI):
+    """One portal: an inbound webhook (the secret is in its URL) or an OAuth app."""
+
+    VENDOR = "Bitrix24"
+    AUTH = Auth(
+        token=NoToken(),  # the webhook URL is the credential
+        oauth=OAuth2(
+            token_url=OAUTH_TOKEN_URL,
+            token_url_key="oauth_url",
+            method="GET",
+            encoding="query",
+            send_as=BodyField("auth"),
+            extra_fields=("client_endpoint", "member_id"),
+            fixes={
+                "invalid_grant": "the refresh token expired (180 days unused) or was already"
+                " used; re-authorize the app and set a new refresh_token",
+                "invalid_client": "client_id / client_secret are wrong or the app is not"
+                " installed on the portal",
+                "PAYMENT_REQUIRED": "the app's trial or paid period ended",
+            },
+            reauthorize="re-authorize the app and set a new refresh_token",
+        ),
+    )
+
+    def __init__(self, settings: Bitrix24Settings, ctx: AdapterContext) -> None:
+        webhook = settings.webhook_url
+        base = webhook.get_secret_value() if webhook is not None else settings.base_url or ""
+        super().__init__(settings, ctx, base_url=base)
+        self.settings: Bitrix24Settings = settings
+        self._prefix = "" if webhook is not None else "/rest/"
+
+    async def envelope(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST one method; the whole envelope (``result``, ``time``, ``total``, ``next``)."""
+        answer = await self.request(
+            "POST", self._prefix + method, what=method, json=dict(params or {})
+        )
+        return answer.object
+
+    async def result(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        return (await self.envelope(method, params)).get("result")
+
+    def token_refused(self, answer: Answer) -> bool:
+        return answer.object.get("error") == "expired_token"
+
+    def refusal(self, answer: Answer, what: str) -> DeliveryError | None:
+        body = answer.object
+        if body.get("error") is not None:
+            return self._error(answer, what, body)
+        if answer.ok and answer.parsed and "result" not in body:
+            return RetryLater(
+                f"{what}: HTTP {answer.status} without a Bitrix24 result:"
+                f" {body_excerpt(answer.response, 120)}"
+            )
+        return None
+
+    def _error(self, answer: Answer, method: str, data: dict[str, Any]) -> DeliveryError:
+        response = answer.response
+        code = str(data.get("error") or "")
+        desc = " ".join(str(data.get("error_description") or "").split())
+        status = response.status_code
+        said = f"{method}: {code or 'error'}" + (f" ({desc})" if desc else "")
+        webhook = self.settings.webhook_url is not None
+        if code == "expired_token":
+            # Only reached after the one refresh and resend (or with a webhook).
+            if webhook:
+                return Permanent(f"{method}: expired_token on an inbound webhook")
+            return Permanent(
+                f"{method}: Bitrix24 keeps refusing a freshly refreshed access token"
+                " (expired_token): check the portal's clock and re-install the app"
+            )
+        if code == "QUERY_LIMIT_EXCEEDED":
+            return RetryLater(
+                f"{said}: over the portal's request rate; lower rate_limit if this repeats",
+                retry_after_of(response),
+            )
+        if code == "OPERATION_TIME_LIMIT":
+            return RetryLater(
+                f"{said}: method blocked until its time limit resets",
+                self._operation_reset(answer, data),
+            )
+        if code in ("NO_AUTH_FOUND", "INVALID_CREDENTIALS"):
+            fix = (
+                "the inbound webhook was deleted or its URL is wrong: create one in Developer"
+                f" resources (scopes {_scopes(self.settings)}) and set webhook_url"
+                if webhook
+                else "the app's access token is refused: re-install the app and set a fresh"
+                " refresh_token"
+            )
+            return Permanent(f"{said}: {fix}")
+        if code == "insufficient_scope":
+            who = "webhook" if webhook else "app"
+            return Permanent(
+                f"{said}: the {who} lacks a permission for {method}; give it the scopes"
+                f" {_scopes(self.settings)}"
+            )
+        if code == "ACCESS_DENIED":
+            return Permanent(
+                f"{said}: REST API access is denied; the portal's plan must include the REST"
+                " API and the webhook's/app's user must be active"
+            )
+        if code == "user_access_error":
+            return Permanent(f"{said}: give the app's user access to the app in Bitrix24")
+        if code == "WRONG_AUTH_TYPE":
+            return TelephonyRefused(
+                f"{said}: the portal allows {method} only to an application (OAuth app), not"
+                ' to an inbound webhook; use an OAuth app or set call_log = "activity"',
+                method=method,
+                code=code,
+                description=desc,
+            )
+        if code == "ERROR_METHOD_NOT_FOUND":
+            return Permanent(
+                f"{said}: the method is not available; give the scopes"
+                f" {_scopes(self.settings)} (or the module is not installed)"
+            )
+        if code in ("INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER") or status >= 500:
+            return RetryLater(f"{said} (HTTP {status})", retry_after_of(response))
+        if status in (408, 429):
+            return RetryLater(f"{said} (HTTP {status})")
+        hint = ""
+        low = desc.lower()
+        if "access denied" in low:
+            hint = ": the webhook's/app's user lacks CRM permission for this"
+        elif "user is not found" in low:
+            hint = ": check the users map and default_user (Bitrix24 user ids, active users)"
+        return Bitrix24Error(said + hint, method=method, code=code, description=desc)
+
+    def _operation_reset(self, answer: Answer, data: dict[str, Any]) -> float:
+        timing = data.get("time")
+        if isinstance(timing, dict):
+            reset = timing.get("operating_reset_at")
+            if isinstance(reset, int | float):
+                return max(1.0, float(reset) - self.ctx.clock())
+        after = retry_after_of(answer.response)
+        return after if after is not None else OPERATION_LIMIT_FALLBACK
