@@ -25,6 +25,9 @@ class Phone:
     international: str  # "+7 922 111-11-23", for texts people read
     national: str  # "89221111123" for RU-style trunk prefix, else national digits
     region: str | None
+    # The national significant number: the digits after the country code, Italian-style
+    # leading zeros kept ("0612345678" for +39 06 1234 5678). Its length is not always 10.
+    significant: str = ""
 
     @property
     def digits(self) -> str:
@@ -34,10 +37,17 @@ class Phone:
     def last10(self) -> str:
         return self.digits[-10:]
 
+    @property
+    def short_national(self) -> bool:
+        """True when the national number is not 10 digits long, so :attr:`last10` runs into
+        the country code (+49 30 1234567 → "9301234567") and matches no stored national
+        form: search such numbers by :attr:`significant` too."""
+        return bool(self.significant) and len(self.significant) != 10
+
     def variants(self) -> list[str]:
         """Forms to try against a CRM whose search is exact, most specific first."""
         out: list[str] = []
-        for v in (self.e164, self.digits, self.national, self.last10):
+        for v in (self.e164, self.digits, self.national, self.significant, self.last10):
             if v and v not in out:
                 out.append(v)
         return out
@@ -51,6 +61,11 @@ class Phone:
         digits = _DIGITS.sub("", other or "")
         if not digits:
             return False
+        if self.short_national and digits.endswith(self.significant):
+            # The national number after nothing, a trunk "0", the country code or "00" and
+            # the country code: never a longer number that merely ends the same way.
+            code = self.digits[: -len(self.significant)]
+            return digits[: -len(self.significant)] in {"", "0", code, "00" + code}
         if len(digits) >= 10 and len(self.digits) >= 10:
             return digits[-10:] == self.last10
         return digits == self.digits
@@ -118,8 +133,8 @@ class NumberParser:
     def _make(parsed: phonenumbers.PhoneNumber) -> Phone:
         e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
         region = phonenumbers.region_code_for_number(parsed)
-        national_digits = str(parsed.national_number)
-        national = "8" + national_digits if parsed.country_code == 7 else national_digits
+        significant = phonenumbers.national_significant_number(parsed)
+        national = "8" + significant if parsed.country_code == 7 else significant
         return Phone(
             e164=e164,
             international=phonenumbers.format_number(
@@ -127,4 +142,5 @@ class NumberParser:
             ),
             national=national,
             region=region,
+            significant=significant,
         )

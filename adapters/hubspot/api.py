@@ -14,14 +14,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from bridge.adapter import (
-    AdapterContext,
-    AdapterSettings,
     Answer,
     Auth,
     BearerToken,
     JsonAPI,
     OAuth2,
-    TokenBucket,
 )
 
 SEARCH_SUFFIX = "/search"
@@ -50,11 +47,8 @@ class HubSpotAPI(JsonAPI):
         403: " (the private app or OAuth app lacks a scope: it needs crm.objects.contacts.read,"
         " crm.objects.contacts.write and crm.objects.owners.read)",
     }
-
-    def __init__(self, settings: AdapterSettings, ctx: AdapterContext) -> None:
-        super().__init__(settings, ctx)
-        # CRM search has its own, lower limit (per token), on top of the general one.
-        self._search_limiter = TokenBucket(getattr(settings, "search_rate_limit", 0.0))
+    # CRM search has its own, lower limit (per token), on top of the general one.
+    PATH_LIMITS: ClassVar[Mapping[str, str]] = {SEARCH_SUFFIX + "$": "search_rate_limit"}
 
     @staticmethod
     def _envelope(answer: Answer) -> dict[str, Any] | None:
@@ -76,8 +70,3 @@ class HubSpotAPI(JsonAPI):
         if body is None:
             return None
         return POLICY_WAIT.get(str(body.get("policyName") or ""), DEFAULT_POLICY_WAIT)
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> Answer:
-        if path.endswith(SEARCH_SUFFIX):
-            await self._search_limiter.acquire()
-        return await super().request(method, path, **kwargs)

@@ -20,7 +20,9 @@ from bridge.adapter import (
     Contact,
     FollowUp,
     NewContact,
+    Permanent,
     compact,
+    fetch_recording,
     user_number,
 )
 from bridge.call import Call
@@ -28,6 +30,10 @@ from bridge.phones import Phone
 
 WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
 OUTCOME = {"answered": "connected", "busy": "busy", "missed": "no_answer", "no_answer": "no_answer"}
+# Per-call state: the call log created (so a retry of the upload never logs twice) and
+# whether its recording is settled (uploaded, or given up with the reason).
+CALL_LOG = "pipedrive.call_log"
+RECORDING = "pipedrive.recording"
 
 
 def utc_time(moment: datetime) -> str:
@@ -55,30 +61,62 @@ class PipedriveAdapter(Adapter):
     # -- persons --------------------------------------------------------------------------
 
     async def find_contact(self, phone: Phone) -> Contact | None:
-        # One search (20 tokens) by the trailing digits, which every stored format contains
-        # when written without separators; hits are confirmed against each person's phones[].
-        data = await self.api.call(
-            "GET",
-            "/api/v2/persons/search",
-            "search persons",
-            params={"term": phone.last10, "fields": "phone"},
-        )
-        hits = [
-            entry.get("item") or {}
-            for entry in (data or {}).get("items") or []
-            if any(phone.matches(str(p)) for p in (entry.get("item") or {}).get("phones") or [])
-        ]
+        # A search (20 tokens) by the trailing digits, which every stored format contains
+        # when written without separators; hits are confirmed against each person's
+        # phones[]. A national number that is not 10 digits long (+49 30 1234567) has no
+        # useful "last 10": it is searched by its national form first.
+        terms = [phone.significant, phone.last10] if phone.short_national else [phone.last10]
+        hits: list[dict[str, Any]] = []
+        for term in terms:
+            hits = await self._search(term, phone)
+            if hits:
+                break
         if not hits:
             return None
         person = hits[0]  # the vendor's best result_score first
         owner = (person.get("owner") or {}).get("id")
+        org = (person.get("organization") or {}).get("id")
+        deal = await self._open_deal(person["id"]) if self.settings.link_deals else None
         return Contact(
             id=str(person["id"]),
             name=person.get("name"),
             owner_id=str(owner) if owner is not None else None,
             kind="person",
-            extra={"matches": len(hits)} if len(hits) > 1 else {},
+            extra=compact(
+                {"org_id": org, "deal_id": deal, "matches": len(hits) if len(hits) > 1 else None}
+            ),
         )
+
+    async def _search(self, term: str, phone: Phone) -> list[dict[str, Any]]:
+        data = await self.api.call(
+            "GET",
+            "/api/v2/persons/search",
+            "search persons",
+            params={"term": term, "fields": "phone"},
+        )
+        return [
+            entry.get("item") or {}
+            for entry in (data or {}).get("items") or []
+            if any(phone.matches(str(p)) for p in (entry.get("item") or {}).get("phones") or [])
+        ]
+
+    async def _open_deal(self, person_id: Any) -> int | None:
+        """The person's most recently updated open deal (10 tokens), for call logs and
+        activities to show on the deal too."""
+        deals = await self.api.call(
+            "GET",
+            "/api/v2/deals",
+            "open deals of the person",
+            params={
+                "person_id": int(person_id),
+                "status": "open",
+                "sort_by": "update_time",
+                "sort_direction": "desc",
+                "limit": 1,
+            },
+        )
+        first = (deals or [None])[0] if isinstance(deals, list) else None
+        return int(first["id"]) if isinstance(first, dict) and "id" in first else None
 
     async def create_contact(self, new: NewContact) -> Contact:
         name = new.name
@@ -114,7 +152,7 @@ class PipedriveAdapter(Adapter):
                 "to_phone_number": to,
                 "start_time": utc_time(c.started_at),
                 "end_time": utc_time(c.ended_at),
-                "person_id": int(log.contact.id) if log.contact else None,
+                **self._links(log.contact),
                 "note": (
                     f"<p>{html.escape(log.result)}</p><p>{html.escape(note)}</p>"
                     + (
@@ -126,11 +164,52 @@ class PipedriveAdapter(Adapter):
             }
         )
 
-    async def log_call(self, log: CallLog) -> str:
-        data = await self.api.call(
-            "POST", "/v1/callLogs", "add call log", json=self.call_log_body(log)
+    @staticmethod
+    def _links(contact: Contact | None) -> dict[str, Any]:
+        if contact is None:
+            return {}
+        return compact(
+            {
+                "person_id": int(contact.id),
+                "org_id": contact.extra.get("org_id"),
+                "deal_id": contact.extra.get("deal_id"),
+            }
         )
-        return f"callLog:{data['id']}"
+
+    async def log_call(self, log: CallLog) -> str:
+        log_id = await log.state.get(CALL_LOG)
+        if log_id is None:
+            data = await self.api.call(
+                "POST", "/v1/callLogs", "add call log", json=self.call_log_body(log)
+            )
+            log_id = str(data["id"])
+            await log.state.put(CALL_LOG, log_id)
+        if (
+            log.call.recording_url
+            and self.settings.upload_recordings
+            and await log.state.get(RECORDING) is None
+        ):
+            await self._upload_recording(log, log_id)
+        return f"callLog:{log_id}"
+
+    async def _upload_recording(self, log: CallLog, log_id: str) -> None:
+        """The audio file on the call log (Pipedrive plays only uploaded files; the note
+        keeps the link). A recording that is gone or too large leaves the link alone; one
+        that cannot be fetched or uploaded *yet* retries the job, without a second log."""
+        assert log.call.recording_url is not None
+        try:
+            audio = await fetch_recording(log.call.recording_url, name=log.call.uuid)
+        except Permanent as exc:
+            self.ctx.log.warning("recording not uploaded", reason=exc.reason)
+            await log.state.put(RECORDING, f"not uploaded: {exc.reason}")
+            return
+        await self.api.call(
+            "POST",
+            f"/v1/callLogs/{log_id}/recordings",
+            "attach recording",
+            files={"file": (audio.filename, audio.data, audio.content_type)},
+        )
+        await log.state.put(RECORDING, "uploaded")
 
     def activity_body(self, task: FollowUp) -> dict[str, Any]:
         due = task.due_at.astimezone(UTC)  # Pipedrive keeps due_date/due_time in UTC
@@ -139,7 +218,12 @@ class PipedriveAdapter(Adapter):
                 "subject": task.title,
                 "type": self.settings.activity_type,
                 "owner_id": user_number(task.user_id),
-                "person_id": int(task.contact.id) if task.contact else None,
+                # v2 treats person_id as read-only (400 "Add a primary participant to set
+                # 'person_id' instead"): the person is linked as the primary participant.
+                "participants": (
+                    [{"person_id": int(task.contact.id), "primary": True}] if task.contact else None
+                ),
+                **{k: v for k, v in self._links(task.contact).items() if k != "person_id"},
                 "due_date": due.strftime("%Y-%m-%d"),
                 "due_time": due.strftime("%H:%M"),
                 "done": False,

@@ -38,6 +38,7 @@ from bridge.adapter.contract import (
     user_number,
 )
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
+from bridge.adapter.files import Recording, RecordingGone, fetch_recording
 from bridge.adapter.http import (
     CRMClient,
     json_body,
@@ -84,12 +85,15 @@ __all__ = [
     "OAuth2",
     "Outcome",
     "Permanent",
+    "Recording",
+    "RecordingGone",
     "RetryLater",
     "Skipped",
     "SlidingWindow",
     "TokenBucket",
     "capabilities",
     "compact",
+    "fetch_recording",
     "json_body",
     "json_object",
     "make_limiter",

@@ -10,6 +10,7 @@ is refreshed (or adopted from another process) and the request resent once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,6 +20,7 @@ import httpx
 from bridge.adapter.auth import Auth, BearerToken, Credentials, CredentialSettings
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
 from bridge.adapter.http import GENERIC_HINTS, body_excerpt, raise_for_status
+from bridge.adapter.ratelimit import Limiter, make_limiter
 
 if TYPE_CHECKING:
     from bridge.adapter.contract import AdapterContext, AdapterSettings
@@ -66,6 +68,10 @@ class JsonAPI:
     HEADERS: ClassVar[Mapping[str, str]] = {"Accept": "application/json"}
     #: status → what the admin should fix, appended to a permanent failure's reason.
     HINTS: ClassVar[Mapping[int, str]] = GENERIC_HINTS
+    #: Endpoints with a limit of their own on top of the account's (CRM search, typically):
+    #: a regular expression searched in the path → the settings key holding that limit in
+    #: requests per second (evenly spaced; 0 or a missing key: no extra limit).
+    PATH_LIMITS: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
         self, settings: AdapterSettings, ctx: AdapterContext, *, base_url: str | None = None
@@ -78,6 +84,20 @@ class JsonAPI:
         self.auth: Credentials | None = None
         if isinstance(settings, CredentialSettings):
             self.auth = Credentials(self.AUTH, settings, ctx, self.client, self.VENDOR)
+        self._path_limits: list[tuple[re.Pattern[str], Limiter]] = [
+            (re.compile(pattern), make_limiter(float(getattr(settings, key, 0.0) or 0.0)))
+            for pattern, key in self.PATH_LIMITS.items()
+        ]
+        self._held_until = 0.0
+        self._held_because = ""
+
+    def hold(self, seconds: float, because: str) -> None:
+        """Send nothing to this account for ``seconds``: every request until then ends as
+        :class:`RetryLater` without leaving (a CRM that answers an exhausted quota or an
+        IP block with more blocking when it is asked again)."""
+        until = self.ctx.clock() + max(0.0, seconds)
+        if until > self._held_until:
+            self._held_until, self._held_because = until, because
 
     # -- the vendor's hooks -------------------------------------------------------------------
 
@@ -124,6 +144,12 @@ class JsonAPI:
         """Send one request; the answer, or the delivery error it means (statuses in
         ``allow`` are returned for the adapter to read)."""
         what = what or f"{method} {path}"
+        left = self._held_until - self.ctx.clock()
+        if left > 0:
+            raise RetryLater(f"{what}: not sent: {self._held_because}", left)
+        for pattern, limiter in self._path_limits:
+            if pattern.search(path):
+                await limiter.acquire()
         url = await self.url(path)
         token = await self.auth.token() if self.auth is not None else None
         answer = await self._send(method, url, token, kwargs)

@@ -20,6 +20,7 @@ import re
 from functools import cached_property
 from itertools import count
 from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 import httpx
 from aiohttp import web
@@ -312,7 +313,11 @@ class FakePipedrive(_Fake):
         if path == "/v1/callLogs":
             return relay(pd.call_log(f"call-{self.records.new()}", **body))
         if path == "/api/v2/activities":
+            if "person_id" in body:  # read-only in v2, as the live API answers
+                return relay(pd.error(400, pd.READ_ONLY_MESSAGE.format(field="person_id")))
             return relay(pd.activity(self.records.new(), **body))
+        if path == "/api/v2/deals":  # a person's open deals: none here
+            return relay(pd.ok([], additional_data={"next_cursor": None}))
         if path == "/v1/users/me":
             me = {"id": 1, "name": "Admin", "company_name": "Rel", "company_domain": "rel"}
             return relay(pd.ok(me))
@@ -338,6 +343,52 @@ class FakePipedrive(_Fake):
         if seen.path == "/api/v2/activities":
             return marked(note, TASK)
         return None
+
+
+RETAILCRM_KEY = "retailcrm-reliability-key-9f8e7d6c5b4a"
+
+
+class FakeRetailCRM(_Fake):
+    """RetailCRM API v5: the account of ``adapters.retailcrm.fake`` behind aiohttp. A call
+    carries its uuid as ``externalId``; a task names it in its ``commentary``."""
+
+    @cached_property
+    def account(self) -> Any:
+        from adapters.retailcrm.fake import FakeRetailCRM as Account
+
+        return Account(api_key=RETAILCRM_KEY, users=[{"id": 1, "firstName": "Manager"}])
+
+    def answer(self, seen: Recorded) -> Any:
+        return relay(self.account(_as_httpx(self.base_url, seen)))
+
+    def error_json(self, status: int) -> Any:
+        message = {
+            401: 'Wrong "apiKey" value.',
+            403: "Access denied.",
+            429: "Too many requests",
+            500: "Internal Server Error",
+        }[status]
+        return {"success": False, "errorMsg": message}
+
+    def call_key(self, seen: Recorded) -> str | None:
+        if seen.method != "POST" or not seen.body:
+            return None
+        params = {k: v[-1] for k, v in parse_qs(seen.body.decode()).items()}
+        if seen.path == "/api/v5/telephony/calls/upload" and "calls" in params:
+            return key(json.loads(params["calls"])[0]["externalId"], CALL)
+        if seen.path == "/api/v5/tasks/create" and "task" in params:
+            return marked(json.loads(params["task"]).get("commentary"), TASK)
+        return None
+
+
+def _as_httpx(base_url: str, seen: Recorded) -> httpx.Request:
+    """A request recorded by aiohttp, as the httpx request the vendor fakes answer."""
+    return httpx.Request(
+        seen.method,
+        httpx.URL(base_url + seen.path, params=seen.query),
+        headers=seen.headers,
+        content=seen.body,
+    )
 
 
 class FakeZoho(_Fake):

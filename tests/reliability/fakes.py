@@ -126,7 +126,12 @@ class FakeCRM:
             )
         elif fault == UNAUTHORIZED:
             # The vendor's envelope wins; a careless CRM's quote (error_body) rides along.
-            body = {**(self.error_body or {}), **self.error_json(401)}
+            vendor = self.error_json(401)
+            quote = self.error_body or {}
+            if isinstance(vendor, list):  # an error array (Salesforce): each entry quotes
+                body: Any = [{**quote, **entry} for entry in vendor]
+            else:
+                body = {**quote, **vendor}
             return web.json_response(body, status=401, headers=date)
         elif fault == FORBIDDEN:
             return web.json_response(self.error_json(403), status=403, headers=date)

@@ -80,6 +80,12 @@ def _pipedrive_table(base_url: str) -> dict[str, Any]:
     }
 
 
+def _retailcrm_table(base_url: str) -> dict[str, Any]:
+    # A task needs a performer: the fake account's one user.
+    key = crm.RETAILCRM_KEY
+    return dict(_CRM_COMMON, type="retailcrm", base_url=base_url, api_key=key, default_user="1")
+
+
 def _zoho_table(base_url: str) -> dict[str, Any]:
     # The accounts server and the org's API on the fake; the PBX call id field makes every
     # write an upsert (Zoho's duplicate check: a repeated write updates the same record).
@@ -137,6 +143,16 @@ CRM: list[CRMTarget] = [
         lambda clock: crm.FakePipedrive(clock),
         idempotent=False,  # no idempotency key on call logs or activities
         secrets=(crm.PIPEDRIVE_TOKEN,),
+    ),
+    CRMTarget(
+        "retailcrm",
+        _retailcrm_table,
+        crm.FakeRetailCRM,  # called with the clock
+        # calls/upload answers a repeated externalId in duplicateCalls (the official client's
+        # response model) instead of a second call, but RetailCRM does not document that as a
+        # guarantee, and tasks have no key: not claimed (docs/adapters/retailcrm.md).
+        idempotent=False,
+        secrets=(crm.RETAILCRM_KEY,),
     ),
     CRMTarget(
         "zoho",

@@ -166,6 +166,33 @@ async def open_harness(tmp_path, clock):
         await h.close()
 
 
+DEALS = f"{API}/api/v2/deals"
+RECORDING = "https://records.onpbx.ru/p-known.mp3"
+AUDIO = b"ID3\x03\x00fake-mp3-frames" * 64
+
+
+@pytest.fixture(autouse=True)
+def deals(no_unmocked_http):
+    """A found person has no open deal unless a test says otherwise (the route is returned
+    so a test can answer differently)."""
+    # Any company domain (OAuth tokens work on their own api_domain).
+    return no_unmocked_http.get(url__regex=r"^https://[^/]+/api/v2/deals").mock(
+        return_value=ok([], additional_data={})
+    )
+
+
+@pytest.fixture(autouse=True)
+def recordings(no_unmocked_http):
+    """onlinePBX's recording host, and Pipedrive's call-log recording upload."""
+    audio = no_unmocked_http.get(RECORDING).mock(
+        return_value=httpx.Response(200, content=AUDIO, headers={"content-type": "audio/mpeg"})
+    )
+    upload = no_unmocked_http.post(url__regex=rf"{API}/v1/callLogs/[^/]+/recordings").mock(
+        return_value=httpx.Response(200, json={"success": True})
+    )
+    return audio, upload
+
+
 def body(route: Any, index: int = -1) -> dict[str, Any]:
     return json.loads(route.calls[index].request.content)
 
@@ -288,7 +315,7 @@ async def test_missed_call_from_unknown_caller_creates_person_then_activity(
         "subject": sent["subject"],
         "type": "call",
         "owner_id": 9000,  # the new person's owner
-        "person_id": 601,
+        "participants": [{"person_id": 601, "primary": True}],
         "due_date": "2026-05-28",  # now + 30 min, UTC
         "due_time": "20:56",
         "done": False,
@@ -304,7 +331,8 @@ async def test_activity_goes_to_the_person_owner(open_harness, no_unmocked_http,
     activities = no_unmocked_http.post(ACTIVITIES).mock(return_value=activity(7701))
     h = await open_harness(default_user="9000", activity_type="callback")
     assert (await h.deliver(sample("call_missed", uuid="p-own", now=clock()))).status == "done"
-    assert body(activities)["owner_id"] == 7001 and body(activities)["person_id"] == 53
+    assert body(activities)["owner_id"] == 7001
+    assert body(activities)["participants"] == [{"person_id": 53, "primary": True}]
     assert body(activities)["type"] == "callback"
 
 
@@ -353,7 +381,7 @@ async def test_retry_after_a_failed_activity_reuses_the_created_person(
     [job] = await h.attempt()
     assert job.status == "done" and job.result == "activity:7702"
     assert persons.call_count == 1 and activities.call_count == 2
-    assert body(activities)["person_id"] == 602
+    assert body(activities)["participants"] == [{"person_id": 602, "primary": True}]
 
 
 # -- errors and limits ----------------------------------------------------------------------
@@ -562,6 +590,183 @@ async def test_check_with_a_bad_token_fails_clearly(open_harness, no_unmocked_ht
 
 
 # -- last: the whole module's traffic covered every operation the adapter uses ---------------
+
+
+# -- what the live API refuses or would misfile (#13 §2) ---------------------------------------
+
+
+def test_contract_refuses_person_id_on_a_v2_activity_as_pipedrive_does(specs):
+    # The OpenAPI file lists person_id, the live API answers 400: the contract follows the API.
+    refused = request("POST", "/api/v2/activities", {"subject": "x", "person_id": 51})
+    with pytest.raises(ContractViolation, match=r"read-only field\. Add a primary participant"):
+        specs.validate(refused)
+    linked = {"subject": "x", "participants": [{"person_id": 51, "primary": True}]}
+    assert specs.validate(request("POST", "/api/v2/activities", linked)) == "addActivity"
+
+
+ACME_ANNA = search_item(51, "Anna Petrova", ["+7 (950) 222-29-19", "+7 922 111 11 23"], owner=7001)
+ACME_ANNA["item"]["organization"] = {"id": 880, "name": "Acme"}
+
+
+async def test_call_log_and_activity_land_on_the_open_deal_and_organisation(
+    open_harness, no_unmocked_http, clock, deals
+):
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ACME_ANNA))
+    deals.mock(return_value=ok([{"id": 4401, "title": "Acme renewal", "status": "open"}]))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA-deal"))
+    activities = no_unmocked_http.post(ACTIVITIES).mock(return_value=activity(7710))
+    h = await open_harness(contact_cache_seconds=0)
+    assert (await h.deliver(sample("call_end", uuid="p-deal", now=clock()))).status == "done"
+    assert (await h.deliver(sample("call_missed", uuid="p-deal2", now=clock()))).status == "done"
+    assert dict(deals.calls[0].request.url.params) == {
+        "person_id": "51",
+        "status": "open",
+        "sort_by": "update_time",
+        "sort_direction": "desc",
+        "limit": "1",
+    }
+    log = body(logs)
+    assert (log["person_id"], log["org_id"], log["deal_id"]) == (51, 880, 4401)
+    act = body(activities)
+    assert act["participants"] == [{"person_id": 51, "primary": True}]
+    assert (act["org_id"], act["deal_id"]) == (880, 4401) and "person_id" not in act
+
+
+async def test_a_short_national_number_is_searched_by_its_national_form(
+    open_harness, no_unmocked_http, clock
+):
+    berlin = search_item(61, "Jonas", ["030 1234567"], owner=7001)
+    search = no_unmocked_http.get(SEARCH)
+    search.side_effect = lambda request: (
+        search_answer(berlin) if request.url.params["term"] == "301234567" else search_answer()
+    )
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA-de"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="p-de", now=clock())
+    payload["callee"] = "+49301234567"  # the sample is outbound: the client is the callee
+    assert (await h.deliver(payload)).status == "done"
+    assert search.calls[0].request.url.params["term"] == "301234567"
+    assert body(logs)["person_id"] == 61
+
+
+async def test_the_recording_is_uploaded_to_the_call_log(
+    open_harness, no_unmocked_http, clock, recordings
+):
+    _, upload = recordings
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
+    no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA-rec"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="p-known", now=clock())
+    payload["download_url"] = RECORDING
+    assert (await h.deliver(payload)).status == "done"
+    [sent] = upload.calls
+    assert sent.request.url.path == "/v1/callLogs/CA-rec/recordings"
+    content = sent.request.content
+    assert b'name="file"; filename="p-known.mp3"' in content and AUDIO in content
+    assert b"Content-Type: audio/mpeg" in content
+
+
+async def test_an_upload_that_fails_is_retried_without_a_second_call_log(
+    open_harness, no_unmocked_http, clock, recordings
+):
+    _, upload = recordings
+    upload.side_effect = [error(502, "Bad gateway"), httpx.Response(200, json={"success": True})]
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA-up"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="p-known", now=clock())
+    payload["download_url"] = RECORDING
+    job = await h.deliver(payload)
+    assert job.status == "pending" and "attach recording" in (job.last_error or "")
+    clock.advance(job.due_at - clock() + 1)
+    [job] = await h.attempt()
+    assert job.status == "done" and job.result == "callLog:CA-up"
+    assert logs.call_count == 1 and upload.call_count == 2
+
+
+async def test_a_vanished_recording_leaves_the_link_and_logs_the_call(
+    open_harness, no_unmocked_http, clock, recordings
+):
+    audio, upload = recordings
+    audio.mock(return_value=httpx.Response(404, text="Not Found"))
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
+    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA-gone"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="p-known", now=clock())
+    payload["download_url"] = RECORDING
+    assert (await h.deliver(payload)).status == "done"
+    assert upload.call_count == 0 and RECORDING in body(logs)["note"]
+
+
+def _daily_429() -> httpx.Response:
+    # The burst window still has room: the 429 is the daily token budget.
+    spent = error(429, "Request over limit", errorCode=429)
+    spent.headers.update(
+        {"retry-after": "2", "x-ratelimit-limit": "40", "x-ratelimit-remaining": "35"}
+    )
+    return spent
+
+
+async def test_a_spent_daily_budget_waits_for_the_reset_and_holds_every_request(
+    open_harness, no_unmocked_http, clock
+):
+    search = no_unmocked_http.get(SEARCH).mock(return_value=_daily_429())
+    h = await open_harness()
+    first = await h.deliver(sample("call_end", uuid="p-day1", now=clock()))
+    midnight = 86_400 - NOW % 86_400  # NOW is 20:26:40 UTC
+    assert first.status == "pending"
+    assert first.due_at - clock() == pytest.approx(midnight + 300)
+    assert "daily API token budget" in (first.last_error or "")
+    # A second call in the meantime is not sent at all (asking again earns a block page).
+    second = await h.deliver(sample("call_end", uuid="p-day2", now=clock()))
+    assert second.status == "pending" and search.call_count == 1
+    assert second.due_at - clock() == pytest.approx(midnight + 300, abs=1)
+
+
+async def test_cloudflares_html_403_is_a_pause_not_a_refused_permission(
+    open_harness, no_unmocked_http, clock
+):
+    page = httpx.Response(
+        403,
+        text="<html><head><title>Attention Required! | Cloudflare</title></head></html>",
+        headers={"server": "cloudflare", "cf-ray": "8119ad303eab9555-DUB"},
+    )
+    no_unmocked_http.get(SEARCH).mock(return_value=page)
+    h = await open_harness()
+    job = await h.deliver(sample("call_end", uuid="p-cf", now=clock()))
+    assert job.status == "pending", job.last_error
+    assert "Cloudflare" in (job.last_error or "") and "permission" not in (job.last_error or "")
+    assert job.due_at - clock() == pytest.approx(900)
+
+
+async def test_search_has_its_own_limit(tmp_path, no_unmocked_http, clock):
+    import time
+
+    from adapters.pipedrive.api import PipedriveAPI
+    from bridge.testing import AdapterHarness as Harness
+
+    no_unmocked_http.get(SEARCH).mock(return_value=search_answer())
+    users = no_unmocked_http.get(f"{API}/v1/users").mock(return_value=ok([]))
+    h = await Harness.open(
+        tmp_path, "pipedrive", {"api_token": TOKEN, "rate_limit": 0, "search_rate_limit": 20}
+    )
+    try:
+        api = PipedriveAPI(h.adapter.settings, h.adapter.ctx)
+        started = time.monotonic()
+        for _ in range(5):
+            await api.call("GET", "/v1/users", "users")  # not a search: not spaced
+        unspaced = time.monotonic() - started
+        started = time.monotonic()
+        for n in range(5):
+            await api.call(
+                "GET", "/api/v2/persons/search", "s", params={"term": f"9{n}", "fields": "phone"}
+            )
+        # 20/s evenly spaced: the 5th search leaves >= 4 × 50 ms after the first.
+        assert time.monotonic() - started >= 0.19
+        assert users.call_count == 5 and unspaced < 5  # (a bound only: CI machines are slow)
+        await api.aclose()
+    finally:
+        await h.close()
 
 
 def test_zz_every_operation_the_adapter_uses_was_validated(specs):
