@@ -20,6 +20,6 @@ MANIFEST = Manifest(
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/zoho.md",
     fake="tests.reliability.crm_fakes:FakeZoho",
-    fake_table="tests.reliability.targets:_zoho_table",
+    fake_table="tests.reliability.crm_fakes:zoho_table",
     fake_secrets=("client_secret", "refresh_token"),
 )

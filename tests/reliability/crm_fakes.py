@@ -433,3 +433,71 @@ class FakeZoho(_Fake):
         kind = CALL if seen.path.startswith("/crm/v8/Calls") else TASK
         record = ((self.json(seen) or {}).get("data") or [{}])[0]
         return marked(record.get("Description"), kind)
+
+
+# --- [adapters.<name>] tables pointed at the fakes (named by each manifest's fake_table) ---
+
+# Shared by the CRM tables: no client-side rate limit and 4 requests at a time (the fakes are
+# on loopback; the big crash run drains 4000 calls through each), and unknown numbers always
+# get a record, so searching, creating and then finding are all exercised.
+_CRM_COMMON = {"rate_limit": 0, "concurrency": 4, "create_contacts": "always"}
+
+
+def amocrm_table(base_url: str) -> dict[str, Any]:
+    return {"type": "amocrm", "base_url": base_url, "access_token": AMO_TOKEN, **_CRM_COMMON}
+
+
+def bitrix24_table(base_url: str) -> dict[str, Any]:
+    # An OAuth app: an inbound webhook_url must be https, and the OAuth refresh is covered too.
+    return {
+        "type": "bitrix24",
+        "base_url": base_url,
+        "oauth_url": f"{base_url}/oauth/token/",
+        "client_id": "local.reliability.1",
+        "client_secret": B24_SECRET,
+        "refresh_token": B24_REFRESH,
+        "default_user": "1",
+        **_CRM_COMMON,
+    }
+
+
+def hubspot_table(base_url: str) -> dict[str, Any]:
+    return {
+        "type": "hubspot",
+        "base_url": base_url,
+        "access_token": HUBSPOT_TOKEN,
+        "search_rate_limit": 0,
+        **_CRM_COMMON,
+    }
+
+
+def pipedrive_table(base_url: str) -> dict[str, Any]:
+    return {
+        "type": "pipedrive",
+        "base_url": base_url,
+        "api_token": PIPEDRIVE_TOKEN,
+        **_CRM_COMMON,
+    }
+
+
+def retailcrm_table(base_url: str) -> dict[str, Any]:
+    # A task needs a performer: the fake account's one user.
+    return dict(
+        _CRM_COMMON, type="retailcrm", base_url=base_url, api_key=RETAILCRM_KEY, default_user="1"
+    )
+
+
+def zoho_table(base_url: str) -> dict[str, Any]:
+    # The accounts server and the org's API on the fake; the PBX call id field makes every
+    # write an upsert (Zoho's duplicate check: a repeated write updates the same record).
+    return {
+        "type": "zoho",
+        "accounts_url": base_url,
+        "base_url": base_url,
+        "client_id": zf.CLIENT_ID,
+        "client_secret": ZOHO_SECRET,
+        "refresh_token": ZOHO_REFRESH,
+        "call_id_field": ZOHO_CALL_ID,
+        "default_user": zf.ADMIN_ID,
+        **_CRM_COMMON,
+    }
