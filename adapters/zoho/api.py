@@ -47,8 +47,8 @@ ZOHO_TOKEN = BearerToken(prefix="Zoho-oauthtoken ")
 # What the admin can do about each refusal (Zoho's codes; the fix in our words).
 FIXES = {
     "INVALID_TOKEN": "Zoho refused the access token even after a refresh: the refresh token was"
-    " revoked, or accounts_url names another data centre than the org's (accounts.zoho.eu for"
-    " an EU org, .in, .com.au, .jp…); generate a new refresh token there",
+    " revoked, or accounts_url names another data centre than the org's: check accounts_url"
+    " (accounts.zoho.eu for an EU org, .in, .com.au, .jp…) and re-authorize there",
     "AUTHENTICATION_FAILURE": "authentication failed: check client_id, client_secret and"
     " refresh_token",
     "OAUTH_SCOPE_MISMATCH": f"the refresh token lacks a scope: generate it again with {SCOPES}",
@@ -112,16 +112,17 @@ def _oauth(settings: ZohoSettings) -> OAuth2:
         api_domain_field=API_DOMAIN,
         default_expires_in=TOKEN_SECONDS,
         fixes={
-            "invalid_code": "the refresh token is revoked or expired, or was issued by another"
-            f" data centre than {where}: set accounts_url to the org's data centre, or generate"
-            " a new refresh token (self client) there",
-            "invalid_client": "client_id/client_secret are wrong, or the client was registered"
-            f" in another data centre than {where}",
+            "invalid_code": "re-authorize: the refresh token is revoked or expired, or was"
+            f" issued by another data centre than {where}: set accounts_url to the org's data"
+            " centre, or generate a new refresh token (self client) there",
+            "invalid_client": "check client_id/client_secret: they are wrong, or the client was"
+            f" registered in another data centre than {where}",
             "Access Denied": "Zoho allows 10 token refreshes per 10 minutes per refresh token;"
             " another program may be using the same refresh token",
         },
         waits={"Access Denied": TOKEN_BLOCK_SECONDS},  # 10 refreshes per 10 minutes
-        reauthorize="generate a new refresh token in the Zoho API console (self client)",
+        reauthorize="re-authorize: generate a new refresh token in the Zoho API console (self"
+        " client) and set refresh_token",
     )
 
 
