@@ -16,17 +16,17 @@ from urllib.parse import quote, urlencode
 
 from bridge.call import Call
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage
 
 ROUTE = "/recordings/{uuid}"
 SIGNING_KEY_META = "recording_signing_key"
 
 
-async def signing_key(db: Database, settings: Settings) -> str:
+async def signing_key(storage: Storage, settings: Settings) -> str:
     """The configured key, else one generated on first start and kept in ``meta``."""
     if settings.server.signing_key is not None:
         return settings.server.signing_key.get_secret_value()
-    return await db.set_meta_if_absent(SIGNING_KEY_META, secrets.token_urlsafe(32))
+    return await storage.put_meta_if_absent(SIGNING_KEY_META, secrets.token_urlsafe(32))
 
 
 def _sig(key: str, uuid: str, exp: int) -> str:
