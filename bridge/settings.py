@@ -51,6 +51,14 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ListenAddress(_Table):
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 class ServerSettings(_Table):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
@@ -67,6 +75,10 @@ class ServerSettings(_Table):
 
     metrics_token: SecretStr | None = Field(
         None, description="when set, GET /metrics needs 'Authorization: Bearer <token>'"
+    )
+    metrics_listen: ListenAddress | None = Field(
+        None,
+        description='"127.0.0.1:9101": serve /metrics (and /readyz, /healthz) only there',
     )
 
     @field_validator("webhook_token")
@@ -90,6 +102,18 @@ class ServerSettings(_Table):
                 "may hold only letters, digits and - . _ ~ (other characters are escaped in"
                 " URLs and the webhook would never match)"
             )
+        return v
+
+    @field_validator("metrics_listen", mode="before")
+    @classmethod
+    def _listen(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str):
+            host, sep, port = v.strip().rpartition(":")
+            if not sep or not port.isdigit():
+                raise ValueError('must be "HOST:PORT", e.g. "127.0.0.1:9101"')
+            v = {"host": host.strip("[]") or "0.0.0.0", "port": int(port)}
+        if isinstance(v, dict) and v.get("port") == info.data.get("port"):
+            raise ValueError("must use another port than server.port")
         return v
 
     @field_validator("metrics_token")
@@ -195,6 +219,9 @@ class DeliverySettings(_Table):
     retry_base_seconds: float = Field(10.0, gt=0)
     retry_max_delay_seconds: float = Field(3600.0, gt=0)
     retry_max_age_hours: float = Field(72.0, gt=0)
+    live_max_age_seconds: float = Field(
+        60.0, gt=0, description="a call card (ringing/answered) older than this is skipped"
+    )
 
 
 def normalize_domain(value: str) -> str:
