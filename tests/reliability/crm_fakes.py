@@ -532,6 +532,7 @@ def zoho_table(base_url: str) -> dict[str, Any]:
         "call_id_field": ZOHO_CALL_ID,
         "default_user": zf.ADMIN_ID,
         **_CRM_COMMON,
+    }
 
 
 def salesforce_table(base_url: str) -> dict[str, Any]:
