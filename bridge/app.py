@@ -16,7 +16,18 @@ from bridge.admin import PREFIX as ADMIN_PREFIX
 from bridge.admin import Intake, admin_app, intake_ctx
 from bridge.alerts import alerts_ctx
 from bridge.deliver.service import Delivery, job_planner
-from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, LINKS, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.keys import (
+    CLOCK,
+    DB,
+    DELIVERY,
+    INTAKE,
+    LINKS,
+    METRICS,
+    SETTINGS,
+    TOKEN,
+    TOKEN_NEW,
+    WRITER,
+)
 from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
@@ -37,11 +48,12 @@ ADAPTERS = web.AppKey("adapters", list[ConfiguredAdapter])
 
 
 async def webhook_token(db: Storage, settings: Settings) -> tuple[str, bool]:
-    """The configured token, else the one generated on first start; (token, generated)."""
+    """The configured token, else the one generated on first start; (token, generated now)."""
     if settings.server.webhook_token is not None:
         return settings.server.webhook_token.get_secret_value(), False
-    token = await db.put_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
-    return token, True
+    fresh = secrets.token_urlsafe(24)
+    token = await db.put_meta_if_absent("webhook_token", fresh)
+    return token, token == fresh
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
@@ -49,7 +61,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     db = await open_storage(settings.storage)
     try:
         await db.hold_instance()  # SQLite: a second serve on one file stops here
-        token, _generated = await webhook_token(db, settings)
+        token, generated = await webhook_token(db, settings)
         # Only EXPIRED leases: jobs another live replica is running stay its own.
         requeued = await Outbox(db, app[CLOCK]).requeue_expired()
     except BaseException:
@@ -58,6 +70,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[DB] = db
     REDACTOR.add(token)
     app[TOKEN] = token
+    app[TOKEN_NEW] = generated
     log.info("storage open", backend=db.backend, where=db.where, schema=db.migrated[1])
     if requeued:
         log.info("jobs whose worker died are pending again", count=requeued)

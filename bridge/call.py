@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.phones import Extension, NumberParser, Phone
+from bridge.safetext import clean
 
 BUSY_CAUSES = frozenset({"USER_BUSY"})
 FAILED_CAUSES = frozenset(
@@ -25,8 +26,12 @@ WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", 
 #: Causes saying the number exists but its subscriber could not be reached right now.
 UNREACHABLE_CAUSES = frozenset({"SUBSCRIBER_ABSENT", "DESTINATION_OUT_OF_ORDER"})
 
+CALL_START = "call_start"
+CALL_USER_START = "call_user_start"
+CALL_ANSWERED = "call_answered"
 CALL_END = "call_end"
 CALL_MISSED = "call_missed"
+CALL_OVER_EVENTS = (CALL_END, CALL_MISSED)
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 
@@ -148,15 +153,15 @@ def build_call(payload: dict[str, Any], parser: NumberParser, *, recovered: bool
         event=event,
         direction=direction,
         client=client,
-        client_raw=client_raw,
+        client_raw=clean(client_raw),
         extension=extension,
-        gateway=str(payload.get("gateway") or ""),
+        gateway=clean(str(payload.get("gateway") or "")),
         started_at=started,
         ended_at=ended,
         total_seconds=total,
         talk_seconds=talk,
-        hangup_cause=str(payload.get("hangup_cause") or ""),
-        hangup_by=str(payload.get("hangup_by") or ""),
+        hangup_cause=clean(str(payload.get("hangup_cause") or "")),
+        hangup_by=clean(str(payload.get("hangup_by") or "")),
         recording_url=str(payload.get("download_url") or "") or None,
         recovered=recovered,
         raw=payload,
