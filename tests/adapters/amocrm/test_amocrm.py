@@ -711,16 +711,18 @@ async def test_a_company_with_the_number_gets_the_call_not_a_duplicate_contact(
     assert (task["entity_type"], task["entity_id"]) == ("companies", 6002)
 
 
+def unowned_contact_and_tasks(http):
+    """A known caller whose contact nobody owns, and amo's tasks endpoint."""
+    page = amo.contacts_page(amo.contact(4001, ["+79221111123"], owner=0))
+    http.get(CONTACTS).mock(return_value=page)
+    return http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+
+
 async def test_a_task_without_a_mapped_user_goes_to_the_accounts_user(
     open_amo, clock, no_unmocked_http
 ):
     h = await open_amo({"users": {}})
-    no_unmocked_http.get(CONTACTS).mock(
-        return_value=amo.contacts_page(
-            amo.contact(4001, ["+79221111123"], owner=0)
-        )  # nobody owns it
-    )
-    tasks = no_unmocked_http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+    tasks = unowned_contact_and_tasks(no_unmocked_http)
 
     first = await h.deliver(sample("call_missed", now=clock()))
     second = await h.deliver(sample("call_missed", now=clock(), uuid="second-missed"))
@@ -735,12 +737,7 @@ async def test_a_task_without_a_mapped_user_goes_to_default_user_first(
     open_amo, clock, no_unmocked_http
 ):
     h = await open_amo({"users": {}, "default_user": 901})
-    no_unmocked_http.get(CONTACTS).mock(
-        return_value=amo.contacts_page(
-            amo.contact(4001, ["+79221111123"], owner=0)
-        )  # nobody owns it
-    )
-    tasks = no_unmocked_http.post(TASKS).mock(return_value=amo.created("tasks", 8001))
+    tasks = unowned_contact_and_tasks(no_unmocked_http)
 
     job = await h.deliver(sample("call_missed", now=clock()))
 
