@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bridge.admin import PREFIX as ADMIN_PREFIX
 from bridge.admin import Intake, admin_app, intake_ctx
+from bridge.alerts import alerts_ctx
 from bridge.deliver.service import Delivery, job_planner
 from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, LINKS, METRICS, SETTINGS, TOKEN, WRITER
 from bridge.metrics import Metrics
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(_delivery)
     app.cleanup_ctx.append(sweep_ctx)
     app.cleanup_ctx.append(_retention)
+    app.cleanup_ctx.append(alerts_ctx)
     app.router.add_post(WEBHOOK_PATH, handle_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

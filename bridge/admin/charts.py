@@ -86,7 +86,15 @@ def lines(
     return _svg(title, parts, names, offset=2)
 
 
-def hbar(parts_: Sequence[tuple[str, float]], title: str, width: int = 320) -> str:
+GOOD, BAD, WAITING = COLORS[0], COLORS[1], COLORS[3]
+
+
+def hbar(
+    parts_: Sequence[tuple[str, float]],
+    title: str,
+    width: int = 320,
+    colors: Sequence[str] = (GOOD, WAITING, BAD, *COLORS[2:]),
+) -> str:
     """One horizontal stacked bar (e.g. delivered / pending / dead of one adapter)."""
     total = sum(v for _, v in parts_) or 1
     x, rects = 0.0, []
@@ -94,7 +102,8 @@ def hbar(parts_: Sequence[tuple[str, float]], title: str, width: int = 320) -> s
         w = width * v / total
         if w > 0:
             rects.append(
-                f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="14" fill="{COLORS[k]}">'
+                f'<rect x="{x:.1f}" y="0" width="{w:.1f}" height="14"'
+                f' fill="{colors[k % len(colors)]}">'
                 f"<title>{escape(name)}: {v:g}</title></rect>"
             )
         x += w

@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from bridge.admin import queries
+from bridge.background import background
 from bridge.keys import CLOCK, DB, INTAKE
 from bridge.redact import REDACTOR
 from bridge.store.db import Database, StorageError
@@ -27,6 +28,7 @@ from bridge.store.db import Database, StorageError
 log = structlog.get_logger("bridge.admin")
 
 FLUSH_SECONDS = 2.0
+INDEX_PAUSE = 0.05  # between indexing chunks while catching up
 MAX_BUFFERED = 500  # refusals held between flushes; beyond that only the count grows
 DETAIL_CHARS = 200
 
@@ -70,22 +72,22 @@ async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
     await queries.ensure_schema(db)
 
     async def loop() -> None:
+        behind = False
         while True:
-            await asyncio.sleep(FLUSH_SECONDS)
+            # While the search index is behind (a first start on a big file), catch up in
+            # short transactions with small pauses, so webhooks keep getting the lock.
+            await asyncio.sleep(INDEX_PAUSE if behind else FLUSH_SECONDS)
             try:
                 await intake.flush(db)
+                behind = await queries.index_calls(db) >= queries.INDEX_CHUNK
             except StorageError as exc:
                 log.warning("could not save webhook intake counters", error=str(exc))
 
-    task = asyncio.create_task(loop(), name="admin-intake")
-    try:
+    async with background(loop(), "admin-intake"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        with contextlib.suppress(StorageError):
-            await intake.flush(db)
+    with contextlib.suppress(StorageError):
+        await intake.flush(db)
+    await queries.close_reader(db)
 
 
 def make_intake(app: web.Application) -> Intake:

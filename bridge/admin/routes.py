@@ -140,10 +140,9 @@ async def overview(request: web.Request) -> web.Response:
         await intake.flush(db)
     start = (now // 3600 - 23) * 3600  # the current hour and the 23 before it
     labels = _hour_labels(start, _zone(request))
-    summaries = await queries.adapter_summaries(db, _names(request))
-    per_hour = await queries.calls_per_hour(db, start)
-    latencies = await queries.latency_per_hour(db, start)
-    counts = await queries.intake_since(db, start)
+    seen = await queries.overview(db, _names(request), start)
+    summaries, per_hour, latencies = seen.summaries, seen.calls_per_hour, seen.latency_per_hour
+    counts = seen.intake
     calls_chart = charts.stacked_bars(
         [[a for a, _ in per_hour], [m for _, m in per_hour]],
         [words["answered"], words["missed"]],
@@ -185,7 +184,9 @@ async def overview(request: web.Request) -> web.Response:
             "bars": bars,
             "calls_chart": calls_chart,
             "latency_chart": latency_chart,
-            "intake_chart": charts.hbar(intake_parts, words["intake"], width=480),
+            "intake_chart": charts.hbar(
+                intake_parts, words["intake"], 480, (charts.GOOD, "#90a4ae", charts.BAD)
+            ),
             "intake": counts,
             "refused": refused,
             "intake_total": sum(counts.values()),

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from bridge.adapter import CheckResult
+from bridge.alerts import send_test
 from bridge.cli.base import Commands, missing_database, open_database
 from bridge.deliver.service import build_adapter
 from bridge.metrics import Metrics
@@ -151,6 +152,15 @@ def warnings(settings: Settings) -> list[str]:
     return out
 
 
+async def _test_alerts(settings: Settings) -> int:
+    """A test message on every [alerts] channel; the number that failed."""
+    results = await send_test(settings)
+    for channel, problem in results:
+        print(f"[FAIL] alert via {channel}: {problem}" if problem else
+              f"[ OK ] alert via {channel}: test message sent")  # fmt: skip
+    return sum(1 for _, problem in results if problem)
+
+
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     adapters = configured(settings.adapters, settings.source)
     for item in adapters:
@@ -193,6 +203,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                         failures += 1
                 if not args.adapter:
                     failures += await onlinepbx.check(settings, db)
+                    failures += await _test_alerts(settings)
             finally:
                 await db.close()
         return 1 if failures else 0

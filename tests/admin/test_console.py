@@ -362,3 +362,27 @@ def test_admin_settings_refuse_weak_values(bad, tmp_path):
     with pytest.raises(SettingsError) as err:
         load_settings(path)
     assert f"admin.{key}" in str(err.value) and bad not in str(err.value)
+
+
+async def test_search_uses_the_background_index(console_settings, start_bridge):
+    from bridge.admin import queries
+    from bridge.store.db import Database
+
+    settings = console_settings()
+    client = await start_bridge(settings)
+    wanted = {**sample("call_end"), "callee": "+7 (916) 765-43-21"}
+    assert (await client.post(WEBHOOK, data=wanted)).status == 200
+    assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
+    db = await Database.open(settings.storage.path)
+    try:
+        assert await queries.index_calls(db) == 2
+        keys = {r[0] for r in await db.fetchall("SELECT key FROM admin_call_index")}
+        assert "p:9167654321" in keys and f"u:{wanted['uuid']}" in keys
+        # Everything is indexed: the scan covers no event, so these hits come from the index.
+        for q in ("89167654321", wanted["uuid"]):
+            await log_in(client)
+            text = await (await client.get("/admin/calls", params={"q": q})).text()
+            assert wanted["uuid"] in text, q
+        assert await queries.index_calls(db) == 0
+    finally:
+        await db.close()
