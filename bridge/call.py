@@ -21,6 +21,9 @@ FAILED_CAUSES = frozenset(
     }
 )
 
+# Causes that mean the number itself is wrong (CRMs have a "wrong number" outcome for these).
+WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
+
 CALL_END = "call_end"
 CALL_MISSED = "call_missed"
 INBOUND = "inbound"
@@ -70,6 +73,10 @@ class Call:
         if self.hangup_cause in FAILED_CAUSES:
             return "failed"
         return "no_answer"
+
+    @property
+    def wrong_number(self) -> bool:
+        return not self.answered and self.hangup_cause in WRONG_NUMBER_CAUSES
 
     @property
     def missed(self) -> bool:

@@ -28,7 +28,6 @@ from bridge.adapter import (
 from bridge.call import Call
 from bridge.phones import Phone
 
-WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
 OUTCOME = {"answered": "connected", "busy": "busy", "missed": "no_answer", "no_answer": "no_answer"}
 # Per-call state: the call log created (so a retry of the upload never logs twice) and
 # whether its recording is settled (uploaded, or given up with the reason).
@@ -46,7 +45,7 @@ def utc_time(moment: datetime) -> str:
 
 def outcome(call: Call) -> str:
     if call.outcome == "failed":
-        return "wrong_number" if call.hangup_cause in WRONG_NUMBER_CAUSES else "no_answer"
+        return "wrong_number" if call.wrong_number else "no_answer"
     return OUTCOME.get(call.outcome, "no_answer")
 
 
