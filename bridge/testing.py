@@ -27,6 +27,19 @@ from bridge.store.events import EventWriter, IncomingEvent
 from bridge.store.outbox import Job, Outbox
 
 
+class FakeClock:
+    """A wall clock the test moves by hand (retry schedules without sleeping)."""
+
+    def __init__(self, start: float = 1_780_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def plain_schedule(schedule: dict[str, Any] | None) -> dict[str, Any]:
     """Tests compute due times from a fake or the wall clock: the default working hours would
     make them depend on the time of day, so they are off unless the test sets hours itself."""

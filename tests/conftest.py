@@ -15,13 +15,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge import logs
 from bridge.app import create_app
 from bridge.settings import Settings
-from bridge.testing import plain_schedule
+from bridge.testing import FakeClock, plain_schedule
 
 SAMPLES = Path(__file__).resolve().parent / "samples"  # copies of shared/onlinepbx/samples
 TOKEN = "test-token-0123456789abcdef"
 WEBHOOK = f"/webhooks/onlinepbx/{TOKEN}"
 
 pytest_plugins = ["tests.fakes.onlinepbx"]  # the fake onlinePBX API and its fixtures
+__all__ = ["FakeClock"]  # re-exported: tests import it from here
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -66,19 +67,6 @@ async def start_bridge() -> AsyncIterator[Callable[..., Any]]:
 def vendor_sample(event: str, kind: str = "json") -> Any:
     text = (SAMPLES / f"{event}.{kind}").read_text().strip()
     return json.loads(text) if kind == "json" else text
-
-
-class FakeClock:
-    """A wall clock the test moves by hand (retry schedules without sleeping)."""
-
-    def __init__(self, start: float = 1_780_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:

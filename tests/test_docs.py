@@ -36,3 +36,44 @@ def test_every_builtin_crm_adapter_is_documented():
     for name, manifest in manifests().items():
         assert manifest.docs, f"{name}: its manifest names no docs page"
         assert (ROOT / manifest.docs).is_file(), f"{name}: {manifest.docs} is missing"
+
+
+FIRST = ("local", "http")  # the two generic adapters open the README table, then the CRMs
+
+
+def readme_adapter_table() -> str:
+    """The README's adapter table as the manifests describe the adapters."""
+    from bridge.registry import manifests
+
+    found = [m for name, m in manifests().items() if name == m.name]
+    found.sort(key=lambda m: (FIRST.index(m.name) if m.name in FIRST else len(FIRST), m.name))
+    rows = ["| name | what it does | docs |", "|---|---|---|"]
+    for m in found:
+        names = ", ".join(f"`{n}`" for n in (m.name, *m.aliases))
+        rows.append(f"| {names} | {m.summary} | [{m.docs}]({m.docs}) |")
+    return "\n".join(rows)
+
+
+def test_readme_adapter_table_is_the_manifests():
+    expected = readme_adapter_table()
+    assert expected in (ROOT / "README.md").read_text(), (
+        "README.md's adapter table differs from the manifests; it should read:\n" + expected
+    )
+
+
+def test_settings_example_has_a_section_per_adapter():
+    from bridge.registry import manifests
+
+    text = (ROOT / "settings.toml.example").read_text()
+    for name in manifests():
+        assert re.search(rf"^#? ?\[adapters\.{name}\]", text, re.M) or re.search(
+            rf"\[adapters\.{name}\]", text
+        ), f"settings.toml.example has no [adapters.{name}] section"
+
+
+def test_manifest_aliases_are_registered():
+    from bridge.registry import available, manifests
+
+    for m in manifests().values():
+        for alias in m.aliases:
+            assert alias in available(), f"{m.name}: alias {alias} has no entry point"

@@ -17,6 +17,6 @@ MANIFEST = Manifest(
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/amocrm.md",
     fake="tests.reliability.crm_fakes:FakeAmo",
-    fake_table="tests.reliability.targets:_amocrm_table",
+    fake_table="tests.reliability.crm_fakes:amocrm_table",
     fake_secrets=("access_token",),
 )

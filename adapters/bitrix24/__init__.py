@@ -16,9 +16,10 @@ MANIFEST = Manifest(
     # register with the same EXTERNAL_CALL_ID returns the same CALL_ID for 30 minutes while
     # the call is not finished (b24restdocs, telephony-external-call-register.md).
     idempotency_key="EXTERNAL_CALL_ID",
+    deduplicates=True,
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/bitrix24.md",
     fake="tests.reliability.crm_fakes:FakeBitrix24",
-    fake_table="tests.reliability.targets:_bitrix24_table",
+    fake_table="tests.reliability.crm_fakes:bitrix24_table",
     fake_secrets=("client_secret", "refresh_token"),
 )

@@ -8,9 +8,11 @@ MANIFEST = Manifest(
     title="HTTP (Standard Webhooks)",
     summary="POSTs a versioned JSON document per call log and task, signed per Standard Webhooks",
     idempotency_key="webhook-id",  # stable per call and kind: the receiver drops a repeat
+    deduplicates=True,
+    lists_users=False,
     capabilities=frozenset({"log_call", "create_task", "check"}),
     docs="docs/HTTP_ADAPTER.md",
     fake="tests.reliability.fakes:HttpReceiver",
-    fake_table="tests.reliability.targets:_http_table",
+    fake_table="tests.reliability.fakes:http_table",
     fake_secrets=("secret",),
 )

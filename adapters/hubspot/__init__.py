@@ -16,6 +16,6 @@ MANIFEST = Manifest(
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/hubspot.md",
     fake="tests.reliability.crm_fakes:FakeHubSpot",
-    fake_table="tests.reliability.targets:_hubspot_table",
+    fake_table="tests.reliability.crm_fakes:hubspot_table",
     fake_secrets=("access_token",),
 )

@@ -16,6 +16,6 @@ MANIFEST = Manifest(
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/pipedrive.md",
     fake="tests.reliability.crm_fakes:FakePipedrive",
-    fake_table="tests.reliability.targets:_pipedrive_table",
+    fake_table="tests.reliability.crm_fakes:pipedrive_table",
     fake_secrets=("api_token",),
 )

@@ -20,6 +20,6 @@ MANIFEST = Manifest(
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/retailcrm.md",
     fake="tests.reliability.crm_fakes:FakeRetailCRM",
-    fake_table="tests.reliability.targets:_retailcrm_table",
+    fake_table="tests.reliability.crm_fakes:retailcrm_table",
     fake_secrets=("api_key",),
 )

@@ -34,6 +34,11 @@ class Manifest:
     #: The CRM's own idempotency key, closing the crash window between "the CRM created it"
     #: and "the bridge recorded its id" (None: the CRM has none; see the docs page).
     idempotency_key: str | None = None
+    #: The CRM is known (documented and faked) to drop a repeated write by that key; the
+    #: reliability harness then demands zero duplicates even across a crash.
+    deduplicates: bool = False
+    #: ``check`` lists the CRM's users (a CRM has users; a generic receiver has none).
+    lists_users: bool = True
     capabilities: frozenset[str] = field(default_factory=frozenset)  # checked against the class
     docs: str = ""  # the docs page, relative to the repository root
     #: "module:factory" of a loopback fake of the vendor (``factory(clock) -> FakeCRM``), and

@@ -390,3 +390,55 @@ def _as_httpx(base_url: str, seen: Recorded) -> httpx.Request:
         headers=seen.headers,
         content=seen.body,
     )
+
+
+# --- [adapters.<name>] tables pointed at the fakes (named by each manifest's fake_table) ---
+
+# Shared by the CRM tables: no client-side rate limit and 4 requests at a time (the fakes are
+# on loopback; the big crash run drains 4000 calls through each), and unknown numbers always
+# get a record, so searching, creating and then finding are all exercised.
+_CRM_COMMON = {"rate_limit": 0, "concurrency": 4, "create_contacts": "always"}
+
+
+def amocrm_table(base_url: str) -> dict[str, Any]:
+    return {"type": "amocrm", "base_url": base_url, "access_token": AMO_TOKEN, **_CRM_COMMON}
+
+
+def bitrix24_table(base_url: str) -> dict[str, Any]:
+    # An OAuth app: an inbound webhook_url must be https, and the OAuth refresh is covered too.
+    return {
+        "type": "bitrix24",
+        "base_url": base_url,
+        "oauth_url": f"{base_url}/oauth/token/",
+        "client_id": "local.reliability.1",
+        "client_secret": B24_SECRET,
+        "refresh_token": B24_REFRESH,
+        "default_user": "1",
+        **_CRM_COMMON,
+    }
+
+
+def hubspot_table(base_url: str) -> dict[str, Any]:
+    return {
+        "type": "hubspot",
+        "base_url": base_url,
+        "access_token": HUBSPOT_TOKEN,
+        "search_rate_limit": 0,
+        **_CRM_COMMON,
+    }
+
+
+def pipedrive_table(base_url: str) -> dict[str, Any]:
+    return {
+        "type": "pipedrive",
+        "base_url": base_url,
+        "api_token": PIPEDRIVE_TOKEN,
+        **_CRM_COMMON,
+    }
+
+
+def retailcrm_table(base_url: str) -> dict[str, Any]:
+    # A task needs a performer: the fake account's one user.
+    return dict(
+        _CRM_COMMON, type="retailcrm", base_url=base_url, api_key=RETAILCRM_KEY, default_user="1"
+    )

@@ -8,6 +8,7 @@ harness can count deliveries and duplicates without knowing the CRM's API.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +33,7 @@ FORBIDDEN = "403"
 DOWN = "down (connection refused)"
 
 RETRY_AFTER_SECONDS = 120
+HTTP_SECRET = "whsec_" + base64.b64encode(b"reliability-signing-key-0123456789").decode()
 GENERIC_ERRORS = {
     401: {"error": "invalid_token"},
     403: {"error": "forbidden"},
@@ -173,3 +175,13 @@ class HttpReceiver(FakeCRM):
 
     def idempotency_keys(self) -> Counter[str]:
         return Counter(s.headers.get("webhook-id", "") for s in self.requests if s.body)
+
+
+def http_table(base_url: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "url": f"{base_url}/hook",
+        "secret": HTTP_SECRET,
+        "rate_limit": 0,
+        "concurrency": 4,
+    }

@@ -1,0 +1,18 @@
+"""The pytest plugin third-party adapter authors get with pbx-bridge (loaded by entry point)."""
+
+from __future__ import annotations
+
+
+async def test_the_plugin_fixtures_run_an_adapter(pbx_harness, pbx_clock, pbx_sample):
+    h = await pbx_harness("local", {})
+    job = await h.deliver(pbx_sample("call_end", uuid="plugin-1", now=pbx_clock()))
+    assert job.status == "done" and job.result.startswith("call:")
+    pbx_clock.advance(60)
+    other = await pbx_harness("local", {})  # a second one gets its own database
+    assert await other.db.fetchall("SELECT id FROM local_calls") == []
+
+
+def test_the_plugin_is_registered_as_an_entry_point():
+    from importlib.metadata import entry_points
+
+    assert any(ep.value == "bridge.pytest_plugin" for ep in entry_points(group="pytest11"))
