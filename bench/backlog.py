@@ -38,14 +38,14 @@ from bench.common import (
     stop,
     write_settings,
 )
-from bridge.store.db import Database
 from bridge.store.retention import prune
+from bridge.store.sqlite import SQLiteStorage
 
 ADAPTER = "crm"
 
 
 async def build(path: Path, jobs: int) -> None:
-    db = await Database.open(path)  # the bridge's own schema
+    db = await SQLiteStorage.open(path)  # the bridge's own schema
     await db.close()
     fields = dict(re.findall(r"([^&=]+)=([^&]*)", call_end_form()))
     conn = sqlite3.connect(path)
@@ -148,9 +148,9 @@ async def main(jobs: int, drain_seconds: float) -> None:
 
             db_path = full / "bridge.db"
             done = count(db_path, "SELECT COUNT(*) FROM jobs WHERE status = 'done'")
-            db = await Database.open(db_path)
+            db = await SQLiteStorage.open(db_path)
             longest = 0.0
-            original = db.run
+            original = db.db.run
 
             async def timed(fn):  # type: ignore[no-untyped-def]
                 nonlocal longest
@@ -160,7 +160,7 @@ async def main(jobs: int, drain_seconds: float) -> None:
                 finally:
                     longest = max(longest, time.monotonic() - start)
 
-            db.run = timed  # type: ignore[method-assign]
+            db.db.run = timed  # type: ignore[method-assign]
             start = time.monotonic()
             deleted = await prune(db, time.time() + 1)
             await db.close()

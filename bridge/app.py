@@ -26,10 +26,7 @@ from bridge.receive.webhook import THROTTLE, handle_webhook
 from bridge.redact import REDACTOR
 from bridge.registry import ConfiguredAdapter, configured
 from bridge.settings import Settings, SettingsError
-from bridge.store.db import Database, StorageError
-from bridge.store.events import EventWriter
-from bridge.store.outbox import Outbox
-from bridge.store.retention import Pruner
+from bridge.store import EventWriter, Outbox, Pruner, Storage, StorageError, open_storage
 from bridge.texts import check_templates
 
 log = structlog.get_logger("bridge")
@@ -38,26 +35,31 @@ WEBHOOK_PATH = "/webhooks/onlinepbx/{token}"
 ADAPTERS = web.AppKey("adapters", list[ConfiguredAdapter])
 
 
-async def webhook_token(db: Database, settings: Settings) -> tuple[str, bool]:
+async def webhook_token(db: Storage, settings: Settings) -> tuple[str, bool]:
     """The configured token, else the one generated on first start; (token, generated)."""
     if settings.server.webhook_token is not None:
         return settings.server.webhook_token.get_secret_value(), False
-    token = await db.set_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
+    token = await db.put_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
     return token, True
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = await Database.open(
-        settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms
-    )
+    db = await open_storage(settings.storage)
+    try:
+        await db.hold_instance()  # SQLite: a second serve on one file stops here
+        token, _generated = await webhook_token(db, settings)
+        # Only EXPIRED leases: jobs another live replica is running stay its own.
+        requeued = await Outbox(db, app[CLOCK]).requeue_expired()
+    except BaseException:
+        await db.close()
+        raise
     app[DB] = db
-    token, _generated = await webhook_token(db, settings)
     REDACTOR.add(token)
     app[TOKEN] = token
-    requeued = await Outbox(db, app[CLOCK]).requeue_running()
+    log.info("storage open", backend=db.backend, where=db.where, schema=db.migrated[1])
     if requeued:
-        log.info("jobs left running by the previous process are pending again", count=requeued)
+        log.info("jobs whose worker died are pending again", count=requeued)
     try:
         yield
     finally:
@@ -72,6 +74,7 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     )
     app[DELIVERY] = delivery
     app[WRITER] = EventWriter(db, job_planner(adapters), delivery.wake, app[CLOCK])
+    db.listen(delivery.wake)  # jobs another replica stored (PostgreSQL's LISTEN/NOTIFY)
     await delivery.start()
     log.info("delivery started", adapters=[a.name for a in adapters])
     try:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", "Settings")
 CLOCK = web.AppKey("clock", Callable[[], float])
 METRICS = web.AppKey("metrics", "Metrics")
-DB = web.AppKey("db", "Database")
+DB = web.AppKey("storage", "Storage")  # bridge.store.Storage: every read and write
 TOKEN = web.AppKey("webhook_token", str)
 WRITER = web.AppKey("writer", "EventWriter")
 DELIVERY = web.AppKey("delivery", "Delivery")

@@ -122,9 +122,27 @@ class ServerSettings(_Table):
 
 
 class StorageSettings(_Table):
+    url: SecretStr | None = Field(
+        None,
+        description="postgresql://user[:password]@host:5432/db to run several replicas on one"
+        " PostgreSQL (docs/SCALING.md); unset: the SQLite file at `path`",
+    )
     path: Path = Path("pbx-bridge.db")
+    lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="a claimed job belongs to its replica this long, renewed while it runs;"
+        " a job of a replica that died is taken again once its lease expires",
+    )
     busy_timeout_ms: int = Field(2000, ge=0)
     retention_days: float = Field(30, gt=0, description="done jobs older than this are pruned")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (unset it to use the SQLite `path`)")
+        return v
 
 
 class NumbersSettings(_Table):

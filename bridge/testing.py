@@ -4,7 +4,8 @@
     job = await harness.deliver(sample("call_end"))   # → the job after one attempt
     assert job.status == "done"
 
-The real pipeline, worker bookkeeping and SQLite file are used; only the clock is yours,
+The real pipeline, worker bookkeeping and storage (a SQLite file, or the PostgreSQL named by
+``storage={"url": …}``) are used; only the clock is yours,
 the adapter's ``rate_limit`` defaults to 0 (unlimited) so tests never sleep, and
 ``contact_cache_seconds`` to 0 so each delivery exercises the adapter's own lookup.
 """
@@ -22,9 +23,7 @@ from bridge.deliver.worker import AdapterWorker
 from bridge.metrics import Metrics
 from bridge.registry import configured
 from bridge.settings import Settings
-from bridge.store.db import Database
-from bridge.store.events import EventWriter, IncomingEvent
-from bridge.store.outbox import Job, Outbox
+from bridge.store import EventWriter, IncomingEvent, Job, Outbox, Storage, open_storage
 
 
 class FakeClock:
@@ -51,7 +50,7 @@ def plain_schedule(schedule: dict[str, Any] | None) -> dict[str, Any]:
 
 class AdapterHarness:
     def __init__(
-        self, db: Database, delivery: Delivery, writer: EventWriter, outbox: Outbox, name: str
+        self, db: Storage, delivery: Delivery, writer: EventWriter, outbox: Outbox, name: str
     ) -> None:
         self.db = db
         self.delivery = delivery
@@ -83,7 +82,7 @@ class AdapterHarness:
         table = {"rate_limit": 0, "contact_cache_seconds": 0, **table}
         settings["schedule"] = plain_schedule(settings.get("schedule"))
         s = Settings(adapters={name: table}, storage={"path": tmp_path / f"{name}.db"}, **settings)
-        db = await Database.open(s.storage.path)
+        db = await open_storage(s.storage)
         adapters = configured(s.adapters)
         delivery = Delivery.build(adapters, s, db, Metrics(), clock)
         for adapter in delivery.adapters:

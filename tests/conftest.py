@@ -21,7 +21,8 @@ SAMPLES = Path(__file__).resolve().parent / "samples"  # copies of shared/online
 TOKEN = "test-token-0123456789abcdef"
 WEBHOOK = f"/webhooks/onlinepbx/{TOKEN}"
 
-pytest_plugins = ["tests.fakes.onlinepbx"]  # the fake onlinePBX API and its fixtures
+# the fake onlinePBX API and its fixtures; the real PostgreSQL (a fresh schema per test)
+pytest_plugins = ["tests.fakes.onlinepbx", "tests.postgres"]
 __all__ = ["FakeClock"]  # re-exported: tests import it from here
 
 

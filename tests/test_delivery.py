@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,9 +19,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from bridge.keys import DELIVERY
 from bridge.samples import sample
 from bridge.settings import Settings
-from bridge.store.db import Database
 from bridge.store.events import EventWriter, IncomingEvent
 from bridge.store.outbox import Outbox
+from bridge.store.sqlite import SQLiteStorage
 from tests.conftest import WEBHOOK, FakeClock, rows
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-signing-key-0123456789").decode()
@@ -232,18 +233,41 @@ async def test_job_left_running_by_a_dead_process_is_taken_again(
 ):
     receiver = await receivers()
     settings = make_settings(adapters={"hook": http_table(receiver)})
-    # A previous process stored the event, claimed the job, and died mid-delivery.
-    db = await Database.open(settings.storage.path)
-    writer = EventWriter(db, lambda event: [("hook", "log_call")])
+    # A previous process stored the event, claimed the job, and died mid-delivery: its
+    # lease (taken a minute ago, for 30 s) has expired.
+    db = await SQLiteStorage.open(settings.storage.path, owner="dead-process")
+    minute_ago = lambda: time.time() - 60  # noqa: E731
+    writer = EventWriter(db, lambda event: [("hook", "log_call")], clock=minute_ago)
     payload = sample("call_end")
     await writer.submit(IncomingEvent("onlinepbx.ru", payload["uuid"], "call_end", payload))
-    claimed = await Outbox(db).claim("hook", 10)
+    claimed = await Outbox(db, minute_ago).claim("hook", 10)
     assert claimed[0].status == "running"
     await db.close()
 
     await start_bridge(settings)
     await wait_for(lambda: _all_done(settings, 1))
     assert receiver.documents()[0]["call"]["uuid"] == payload["uuid"]
+
+
+async def test_a_job_under_another_process_live_lease_is_left_alone(
+    make_settings, start_bridge, receivers
+):
+    """A starting server requeues only expired leases: a job another live process is
+    running (its lease still valid) is not delivered a second time."""
+    receiver = await receivers()
+    settings = make_settings(adapters={"hook": http_table(receiver)})
+    db = await SQLiteStorage.open(settings.storage.path, owner="live-process")
+    writer = EventWriter(db, lambda event: [("hook", "log_call")])
+    payload = sample("call_end")
+    await writer.submit(IncomingEvent("onlinepbx.ru", payload["uuid"], "call_end", payload))
+    [claimed] = await Outbox(db).claim("hook", 10)
+    assert claimed.status == "running"
+    await db.close()
+
+    await start_bridge(settings)
+    await asyncio.sleep(1.0)
+    assert await rows(settings, "SELECT status, attempts FROM jobs") == [("running", 1)]
+    assert receiver.documents() == []
 
 
 async def test_redelivered_call_is_not_logged_twice(make_settings, start_bridge, receivers):
@@ -340,15 +364,15 @@ async def test_metrics_and_health(make_settings, start_bridge):
 
 async def test_a_claim_that_cannot_read_its_jobs_leaves_them_pending(make_settings, monkeypatch):
     settings = make_settings()
-    db = await Database.open(settings.storage.path)
+    db = await SQLiteStorage.open(settings.storage.path)
     writer = EventWriter(db, lambda event: [("hook", "log_call")])
     payload = sample("call_end")
     await writer.submit(IncomingEvent("onlinepbx.ru", payload["uuid"], "call_end", payload))
-    import bridge.store.outbox as outbox_module
-    from bridge.store.db import StorageError
+    import bridge.store.sqlite as sqlite_module
+    from bridge.store import StorageError
 
     # The read half of the claim fails (as on an I/O error): the whole claim rolls back.
-    monkeypatch.setattr(outbox_module, "_JOB_COLUMNS", "j.no_such_column")
+    monkeypatch.setattr(sqlite_module, "JOB_COLUMNS", "j.no_such_column")
     with pytest.raises(StorageError):
         await Outbox(db).claim("hook", 10)
     monkeypatch.undo()

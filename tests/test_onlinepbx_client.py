@@ -8,18 +8,18 @@ from pydantic import ValidationError
 from bridge.onlinepbx.client import ApiError, NotAuthorized, OnlinePBX
 from bridge.redact import Redactor
 from bridge.settings import OnlinePBXSettings, Settings
-from bridge.store.db import Database
+from bridge.store.sqlite import SQLiteStorage
 from tests.fakes.onlinepbx import call_record
 
 
 @pytest.fixture
 async def db(tmp_path):
-    database = await Database.open(tmp_path / "bridge.db")
+    database = await SQLiteStorage.open(tmp_path / "bridge.db")
     yield database
     await database.close()
 
 
-def client(settings: Settings, db: Database, redactor: Redactor | None = None) -> OnlinePBX:
+def client(settings: Settings, db: SQLiteStorage, redactor: Redactor | None = None) -> OnlinePBX:
     return OnlinePBX(settings.onlinepbx, db, redactor=Redactor() if redactor is None else redactor)
 
 
@@ -33,7 +33,7 @@ async def test_logs_in_once_and_keeps_the_key_for_the_next_process(pbx, pbx_sett
     await again.history(1_779_999_000, 1_780_001_000)
     await again.aclose()
     assert pbx.logins == 1
-    stored = await db.get_meta(f"onlinepbx_auth:{pbx.domain}")
+    stored = await db.meta(f"onlinepbx_auth:{pbx.domain}")
     assert stored in pbx.keys
 
 

@@ -10,7 +10,7 @@ from bridge.onlinepbx.backfill import windows
 from bridge.onlinepbx.history import as_webhook
 from bridge.onlinepbx.reconcile import Reconciler
 from bridge.samples import sample
-from bridge.store.db import Database
+from bridge.store.sqlite import SQLiteStorage
 from tests.conftest import WEBHOOK, rows
 from tests.fakes.onlinepbx import call_record
 from tests.test_cli import cli, config
@@ -190,7 +190,7 @@ async def test_backfill_stops_cleanly_on_ctrl_c_and_resumes(tmp_path, pbx, pbx_s
     args = argparse.Namespace(
         since="2026-03-01", until="2026-04-01", dry_run=False, quiet=True, force=True
     )
-    db = await Database.open(settings.storage.path)
+    db = await SQLiteStorage.open(settings.storage.path)
     try:
         pbx.hang_history_at = 2
         task = asyncio.create_task(commands.backfill(settings, db, args))
@@ -199,7 +199,7 @@ async def test_backfill_stops_cleanly_on_ctrl_c_and_resumes(tmp_path, pbx, pbx_s
         assert await task == 130
         pbx.hang_history_at = None
         assert await commands.backfill(settings, db, args) == 0
-        got = await db.fetchall("SELECT uuid FROM events ORDER BY uuid")
+        got = await db.db.fetchall("SELECT uuid FROM events ORDER BY uuid")
         assert [r[0] for r in got] == sorted(uuids)
     finally:
         await db.close()

@@ -7,17 +7,17 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bridge.store.db import Database
 from bridge.store.events import EventWriter, IncomingEvent
 from bridge.store.outbox import Outbox
 from bridge.store.retention import prune
+from bridge.store.sqlite import SQLiteStorage
 from bridge.store.state import CallState
 from tests.conftest import WEBHOOK, FakeClock, rows, vendor_sample
 
 DAY = 86400.0
 
 
-async def seed(db: Database, clock: FakeClock, calls: range) -> Outbox:
+async def seed(db: SQLiteStorage, clock: FakeClock, calls: range) -> Outbox:
     writer = EventWriter(db, lambda event: [("crm", "log_call")], clock=clock)
     for i in calls:
         await writer.submit(IncomingEvent("pbx.example", f"u{i}", "call_end", {"uuid": f"u{i}"}))
@@ -25,13 +25,13 @@ async def seed(db: Database, clock: FakeClock, calls: range) -> Outbox:
     return Outbox(db, clock)
 
 
-async def table(db: Database, sql: str) -> list[Any]:
-    return [tuple(r) for r in await db.fetchall(sql)]
+async def table(db: SQLiteStorage, sql: str) -> list[Any]:
+    return [tuple(r) for r in await db.db.fetchall(sql)]
 
 
 async def test_old_done_work_goes_pending_dead_and_recent_stay(tmp_path: Path) -> None:
     clock = FakeClock()
-    db = await Database.open(tmp_path / "r.db")
+    db = await SQLiteStorage.open(tmp_path / "r.db")
     try:
         outbox = await seed(db, clock, range(7))
         jobs = await outbox.claim("crm", 10)
@@ -91,12 +91,16 @@ async def test_the_bridge_prunes_on_its_own(make_settings: Any, start_bridge: An
 
     await start_bridge(settings, clock=clock)  # the pruner runs at start, then hourly
     await until_empty(settings, "SELECT id FROM jobs")
+    for _ in range(100):  # the events go in a later transaction than the jobs
+        if await rows(settings, "SELECT event FROM events") == [("call_start",)]:
+            break
+        await asyncio.sleep(0.02)
     assert await rows(settings, "SELECT event FROM events") == [("call_start",)]
 
 
 async def test_old_events_that_caused_no_job_go_too(tmp_path: Path) -> None:
     clock = FakeClock()
-    db = await Database.open(tmp_path / "s.db")
+    db = await SQLiteStorage.open(tmp_path / "s.db")
     try:
         writer = EventWriter(db, lambda event: [], clock=clock)  # e.g. call_start
         await writer.submit(IncomingEvent("pbx.example", "s1", "call_start", {}))

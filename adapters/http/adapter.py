@@ -7,66 +7,19 @@ are retried (``Retry-After`` honoured); any other 4xx is dead at once.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import json
 from datetime import UTC
 from typing import Any
 
 import httpx
-from pydantic import SecretStr, field_validator
 
-from bridge.adapter import (
-    Adapter,
-    AdapterSettings,
-    CallLog,
-    CheckResult,
-    FollowUp,
-    Permanent,
-    raise_for_status,
-)
+from adapters.http.api import Receiver, sign
+from adapters.http.settings import HttpSettings
+from bridge.adapter import Adapter, AdapterContext, CallLog, CheckResult, FollowUp, Permanent
 from bridge.call import Call
 
 DOCUMENT_VERSION = "1"
-
-
-class HttpSettings(AdapterSettings):
-    url: str
-    secret: SecretStr
-    rate_limit: float = 10.0
-
-    @field_validator("secret")
-    @classmethod
-    def _standard_webhooks_secret(cls, v: SecretStr) -> SecretStr:
-        # A ``whsec_`` secret is base64: a broken one would sign with garbage the receiver
-        # can never verify, so every delivery would fail there instead of here.
-        text = v.get_secret_value()
-        if text.startswith("whsec_"):
-            try:
-                key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
-            except (binascii.Error, ValueError):
-                key = b""
-            if not key:
-                raise ValueError(
-                    "a whsec_ secret is whsec_ followed by base64 (copy it whole from the"
-                    " receiving side); anything else is used as a plain string without the prefix"
-                )
-        return v
-
-
-def signing_key(secret: str) -> bytes:
-    """``whsec_<base64>`` secrets (the Standard Webhooks form) are decoded; others used as is."""
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret.removeprefix("whsec_"))
-    return secret.encode("utf-8")
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
 
 
 def call_document(call: Call) -> dict[str, Any]:
@@ -97,9 +50,10 @@ class HttpAdapter(Adapter):
     Settings = HttpSettings
     settings: HttpSettings
 
-    def __init__(self, settings: HttpSettings, ctx: Any) -> None:
+    def __init__(self, settings: HttpSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self._client = ctx.http_client(settings, settings.url)
+        self.api = Receiver(settings, ctx, base_url=settings.url)
+        self._host = httpx.URL(settings.url).host
 
     async def _post(self, kind: str, call: Call, body: dict[str, Any]) -> str:
         msg_id = (
@@ -122,10 +76,9 @@ class HttpAdapter(Adapter):
                 self.settings.secret.get_secret_value(), msg_id, timestamp, raw
             ),
         }
-        response = await self._client.request(
-            "POST", self.settings.url, content=raw, headers=headers
+        await self.api.request(
+            "POST", self.settings.url, what=f"POST {self._host}", content=raw, headers=headers
         )
-        raise_for_status(response, f"POST {httpx.URL(self.settings.url).host}")
         return msg_id
 
     async def log_call(self, log: CallLog) -> str:
@@ -155,20 +108,21 @@ class HttpAdapter(Adapter):
         )
 
     async def check(self) -> CheckResult:
-        response = await self._client.request("OPTIONS", self.settings.url)
-        host = httpx.URL(self.settings.url).host
-        note = f"{host} answered OPTIONS with HTTP {response.status_code}"
-        if response.status_code >= 500:
-            raise_for_status(response, f"OPTIONS {host}")
+        # Below 500 the answer is read here; 5xx follows the common rules (retryable).
+        answer = await self.api.request(
+            "OPTIONS", self.settings.url, what=f"OPTIONS {self._host}", allow=range(200, 500)
+        )
+        host, status = self._host, answer.status
+        note = f"{host} answered OPTIONS with HTTP {status}"
         # 405 (no OPTIONS handler) still proves the endpoint exists; these do not.
         refused = {
             401: "the receiver wants credentials: does it verify the signature with this secret?",
             403: "the receiver refuses the bridge: check its allow list and the secret",
             404: "no such endpoint: check url (path included)",
         }
-        if response.status_code in refused:
-            raise Permanent(f"{note}: {refused[response.status_code]}")
+        if status in refused:
+            raise Permanent(f"{note}: {refused[status]}")
         return CheckResult(account=host, notes=[note])
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.api.aclose()

@@ -1,7 +1,9 @@
-"""``local``: call logs and follow-up tasks kept in the bridge's own SQLite file.
+"""``local``: call logs and follow-up tasks kept in the bridge's own database.
 
 The embedded default: it needs no CRM account, and ``pbx-bridge calls`` / ``pbx-bridge tasks``
-list what it wrote. Also a reference for adapter authors: the whole contract, no HTTP.
+list what it wrote. Also a reference for adapter authors: the whole contract, no HTTP. Its
+tables are the storage's (``local_*``, created by the migrations) and it reaches them through
+``ctx.records``, never a connection.
 """
 
 from __future__ import annotations
@@ -19,44 +21,7 @@ from bridge.adapter import (
     NewContact,
 )
 from bridge.phones import Phone
-from bridge.store.db import Database
-
-TABLES = """
-CREATE TABLE IF NOT EXISTS local_contacts (
-    id         TEXT PRIMARY KEY,
-    phone      TEXT NOT NULL UNIQUE,
-    name       TEXT NOT NULL,
-    owner_id   TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS local_calls (
-    id            INTEGER PRIMARY KEY,
-    call_key      TEXT NOT NULL UNIQUE,
-    uuid          TEXT NOT NULL,
-    direction     TEXT NOT NULL,
-    client        TEXT NOT NULL,
-    extension     TEXT,
-    line          TEXT,
-    started_at    TEXT NOT NULL,
-    talk_seconds  INTEGER NOT NULL,
-    total_seconds INTEGER NOT NULL,
-    result        TEXT NOT NULL,
-    user_id       TEXT,
-    contact_id    TEXT,
-    recording_url TEXT
-);
-CREATE TABLE IF NOT EXISTS local_tasks (
-    id          INTEGER PRIMARY KEY,
-    call_key    TEXT NOT NULL UNIQUE,
-    uuid        TEXT NOT NULL,
-    client      TEXT NOT NULL,
-    title       TEXT NOT NULL,
-    description TEXT NOT NULL,
-    due_at      TEXT NOT NULL,
-    user_id     TEXT,
-    contact_id  TEXT
-);
-"""
+from bridge.store import LocalRecords, Storage
 
 
 class LocalSettings(AdapterSettings):
@@ -67,118 +32,83 @@ class LocalAdapter(Adapter):
     Settings = LocalSettings
 
     @property
-    def _db(self) -> Database:
-        return self.ctx.db
-
-    async def setup(self) -> None:
-        async with self._db.transaction() as conn:
-            for statement in TABLES.split(";"):
-                if statement.strip():
-                    await conn.execute(statement)
+    def _records(self) -> LocalRecords:
+        return self.ctx.records
 
     async def find_contact(self, phone: Phone) -> Contact | None:
-        row = await self._db.fetchone(
-            "SELECT id, name, owner_id FROM local_contacts WHERE phone = ?", (phone.e164,)
-        )
-        return None if row is None else Contact(row[0], row[1], row[2])
+        row = await self._records.contact(phone.e164)
+        return None if row is None else Contact(row["id"], row["name"], row["owner_id"])
 
     async def create_contact(self, new: NewContact) -> Contact:
-        await self._db.write(
-            "INSERT OR IGNORE INTO local_contacts (id, phone, name, owner_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (
-                uuidlib.uuid4().hex[:12],
-                new.phone.e164,
-                new.name,
-                new.owner_id,
-                new.call.ended_at.isoformat(),
-            ),
+        row = await self._records.add_contact(
+            uuidlib.uuid4().hex[:12],
+            new.phone.e164,
+            new.name,
+            new.owner_id,
+            new.call.ended_at.isoformat(),
         )
-        found = await self.find_contact(new.phone)
-        assert found is not None
-        return found
+        return Contact(row["id"], row["name"], row["owner_id"])
 
     async def log_call(self, log: CallLog) -> str:
         c = log.call
-        rows = await self._db.write(
-            "INSERT INTO local_calls (call_key, uuid, direction, client, extension, line,"
-            " started_at, talk_seconds, total_seconds, result, user_id, contact_id, recording_url)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
-            (
-                c.key,
-                c.uuid,
-                c.direction,
-                c.client_number,
-                c.extension,
-                c.gateway,
-                c.started_at.isoformat(),
-                c.talk_seconds,
-                c.total_seconds,
-                log.result,
-                log.user_id,
-                log.contact.id if log.contact else None,
-                c.recording_url,
-            ),
+        row_id = await self._records.add(
+            "calls",
+            {
+                "call_key": c.key,
+                "uuid": c.uuid,
+                "direction": c.direction,
+                "client": c.client_number,
+                "extension": c.extension,
+                "line": c.gateway,
+                "started_at": c.started_at.isoformat(),
+                "talk_seconds": c.talk_seconds,
+                "total_seconds": c.total_seconds,
+                "result": log.result,
+                "user_id": log.user_id,
+                "contact_id": log.contact.id if log.contact else None,
+                "recording_url": c.recording_url,
+            },
         )
-        return f"call:{rows[0][0]}"
+        return f"call:{row_id}"
 
     async def create_task(self, task: FollowUp) -> str:
         c = task.call
-        rows = await self._db.write(
-            "INSERT INTO local_tasks (call_key, uuid, client, title, description, due_at,"
-            " user_id, contact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (call_key) DO UPDATE SET call_key = excluded.call_key RETURNING id",
-            (
-                c.key,
-                c.uuid,
-                c.client_number,
-                task.title,
-                task.description,
-                task.due_at.isoformat(),
-                task.user_id,
-                task.contact.id if task.contact else None,
-            ),
+        row_id = await self._records.add(
+            "tasks",
+            {
+                "call_key": c.key,
+                "uuid": c.uuid,
+                "client": c.client_number,
+                "title": task.title,
+                "description": task.description,
+                "due_at": task.due_at.isoformat(),
+                "user_id": task.user_id,
+                "contact_id": task.contact.id if task.contact else None,
+            },
         )
-        return f"task:{rows[0][0]}"
+        return f"task:{row_id}"
 
     @staticmethod
-    async def list_calls(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    async def list_calls(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
         """What ``pbx-bridge calls`` shows."""
-        return await list_calls(db, limit)
+        return await list_calls(storage, limit)
 
     @staticmethod
-    async def list_tasks(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    async def list_tasks(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
         """What ``pbx-bridge tasks`` shows."""
-        return await list_tasks(db, limit)
+        return await list_tasks(storage, limit)
 
     async def check(self) -> CheckResult:
-        await self.setup()
-        row = await self._db.fetchone("SELECT COUNT(*) FROM local_calls")
+        n = await self._records.count("calls")
         return CheckResult(
-            account=f"local database {self._db.path}",
-            notes=[f"{row[0] if row else 0} calls logged so far"],
+            account=f"local database {self._records.where}",
+            notes=[f"{n} calls logged so far"],
         )
 
 
-async def _rows(db: Database, sql: str, limit: int) -> list[dict[str, Any]]:
-    try:
-        rows = await db.fetchall(sql + " ORDER BY id DESC LIMIT ?", (limit,))
-    except Exception:  # tables not created yet: nothing logged
-        return []
-    return [dict(r) for r in rows]
+async def list_calls(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
+    return await LocalRecords(storage).list("calls", limit)
 
 
-async def list_calls(db: Database, limit: int = 50) -> list[dict[str, Any]]:
-    return await _rows(
-        db,
-        "SELECT id, started_at, direction, client, extension, line, talk_seconds, result,"
-        " user_id, contact_id, uuid FROM local_calls",
-        limit,
-    )
-
-
-async def list_tasks(db: Database, limit: int = 50) -> list[dict[str, Any]]:
-    return await _rows(
-        db, "SELECT id, due_at, client, title, user_id, contact_id, uuid FROM local_tasks", limit
-    )
+async def list_tasks(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
+    return await LocalRecords(storage).list("tasks", limit)

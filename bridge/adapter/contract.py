@@ -27,10 +27,9 @@ from bridge.adapter.ratelimit import make_limiter
 from bridge.call import Call
 from bridge.phones import Phone
 from bridge.redact import Redactor
-from bridge.store.state import AdapterState, CallState
+from bridge.store.state import AdapterState, CallState, LocalRecords
 
 if TYPE_CHECKING:
-    from bridge.store.db import Database
     from bridge.texts import Texts
 
 LOG_CALL = "log_call"
@@ -205,13 +204,14 @@ class CheckResult:
 
 @dataclass
 class AdapterContext:
-    """What the core hands an adapter: its name, durable state, the shared toolkit."""
+    """What the core hands an adapter: its name, durable state, the shared toolkit. No
+    adapter sees the database: ``state`` and ``records`` are its ports into the storage."""
 
     name: str
     state: AdapterState
     texts: Texts
     redactor: Redactor
-    db: Database
+    records: LocalRecords  # the bridge's own call/task tables (the `local` adapter)
     on_response: Callable[[str], None] = lambda status: None
     clock: Callable[[], float] = time.time
     log: Any = field(default_factory=lambda: structlog.get_logger())

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from bridge.adapter.errors import Permanent, RetryLater
-from bridge.adapter.locks import LockTimeout, ProcessLocks, locks_for
+from bridge.adapter.locks import LockTimeout, ProcessLocks
 from bridge.store.state import AdapterState
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class OAuthTokens:
             initial_refresh_token=initial or None,
             clock=ctx.clock,
             redact=ctx.redactor.add,
-            locks=locks_for(ctx.db),
+            locks=ctx.state.locks,  # the storage's: advisory locks on PostgreSQL
             lock_name=f"oauth:{ctx.name}",
         )
 

@@ -23,12 +23,13 @@ from bridge.admin import queries
 from bridge.background import background
 from bridge.keys import CLOCK, DB, INTAKE
 from bridge.redact import REDACTOR
-from bridge.store.db import Database, StorageError
+from bridge.store import Storage, StorageError
 
 log = structlog.get_logger("bridge.admin")
 
 FLUSH_SECONDS = 2.0
 INDEX_PAUSE = 0.05  # between indexing chunks while catching up
+PRUNE_EVERY = 3600.0  # drop index entries of events retention deleted, this often
 MAX_BUFFERED = 500  # refusals held between flushes; beyond that only the count grows
 DETAIL_CHARS = 200
 
@@ -50,7 +51,7 @@ class Intake:
             text = REDACTOR(detail)[:DETAIL_CHARS]
             self._rejected.append((now, sender[:64], status, outcome, text))
 
-    async def flush(self, db: Database) -> None:
+    async def flush(self, db: Storage) -> None:
         counts, self._counts = self._counts, {}
         rejected = list(self._rejected)
         self._rejected.clear()
@@ -69,10 +70,16 @@ class Intake:
 async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
     """Creates the console's tables and flushes the intake counters in the background."""
     db, intake = app[DB], app[INTAKE]
+    if db.backend != "sqlite":
+        # Not SQLite: the console's tables are not on the storage ports yet (#16 moves
+        # bridge/admin/queries.py onto them); the counters stay in memory until then.
+        log.warning("webhook intake counters are not saved on this storage backend yet")
+        yield
+        return
     await queries.ensure_schema(db)
 
     async def loop() -> None:
-        behind = False
+        behind, last_prune = False, 0.0
         while True:
             # While the search index is behind (a first start on a big file), catch up in
             # short transactions with small pauses, so webhooks keep getting the lock.
@@ -80,6 +87,9 @@ async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 await intake.flush(db)
                 behind = await queries.index_calls(db) >= queries.INDEX_CHUNK
+                if not behind and time.monotonic() - last_prune > PRUNE_EVERY:
+                    last_prune = time.monotonic()
+                    await queries.prune_index(db)
             except StorageError as exc:
                 log.warning("could not save webhook intake counters", error=str(exc))
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from bridge.store.db import Database, StorageError, in_transaction
+from bridge.store import Storage, StorageError
+from bridge.store.db import Database, in_transaction
 from bridge.store.outbox import DEAD, PENDING, STATUSES, Job, Outbox
 
 REJECTED_CAP = 1000  # rows kept in rejected_webhooks; older ones are deleted
@@ -57,11 +58,20 @@ CREATE TABLE IF NOT EXISTS intake_hourly (
 """
 
 
+def _sql(storage: Storage) -> Database:
+    """The SQLite connection the console's own queries still use (they move onto the storage
+    ports with #16); on another backend the page says so instead of failing."""
+    db = getattr(storage, "db", None)
+    if not isinstance(db, Database):
+        raise StorageError(f"the console's reports need SQLite for now ({storage.backend})")
+    return db
+
+
 T = TypeVar("T")
 _READERS: dict[int, tuple[ThreadPoolExecutor, sqlite3.Connection]] = {}
 
 
-async def read(db: Database, fn: Callable[[sqlite3.Connection], T]) -> T:
+async def read(db: Storage, fn: Callable[[sqlite3.Connection], T]) -> T:
     """Run ``fn(connection)`` on the console's own read connection, in one thread hop.
 
     A page asks several questions; through aiosqlite each would cost a hop through a busy
@@ -73,7 +83,7 @@ async def read(db: Database, fn: Callable[[sqlite3.Connection], T]) -> T:
         pool = ThreadPoolExecutor(1, thread_name_prefix="admin-reader")
 
         def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(db.path, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(_sql(db).path, check_same_thread=False, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA busy_timeout = 2000")
@@ -91,7 +101,7 @@ async def read(db: Database, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise StorageError(str(exc)) from exc
 
 
-async def close_reader(db: Database) -> None:
+async def close_reader(db: Storage) -> None:
     reader = _READERS.pop(id(db), None)
     if reader is not None:
         pool, conn = reader
@@ -99,20 +109,20 @@ async def close_reader(db: Database) -> None:
         pool.shutdown()
 
 
-async def ensure_schema(db: Database) -> None:
+async def ensure_schema(db: Storage) -> None:
     def create(conn: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
 
-    await db.run(in_transaction(create))
+    await _sql(db).run(in_transaction(create))
 
 
 # --- intake (written by bridge.admin.intake) ------------------------------------------------
 
 
 async def save_intake(
-    db: Database, counts: dict[tuple[int, str], int], rejected: list[tuple[Any, ...]]
+    db: Storage, counts: dict[tuple[int, str], int], rejected: list[tuple[Any, ...]]
 ) -> None:
     """Add hourly counters and refused requests; keep only the newest REJECTED_CAP refusals."""
 
@@ -134,10 +144,10 @@ async def save_intake(
                 (REJECTED_CAP,),
             )
 
-    await db.run(in_transaction(write))
+    await _sql(db).run(in_transaction(write))
 
 
-async def rejected(db: Database, limit: int = 200) -> list[dict[str, Any]]:
+async def rejected(db: Storage, limit: int = 200) -> list[dict[str, Any]]:
     rows = await read(
         db,
         lambda c: c.execute(
@@ -180,13 +190,38 @@ def _index_some(conn: sqlite3.Connection, chunk: int) -> int:
     return len(found)
 
 
-async def index_calls(db: Database, chunk: int = INDEX_CHUNK) -> int:
+async def index_calls(db: Storage, chunk: int = INDEX_CHUNK) -> int:
     """Index the next ``chunk`` events (numbers and uuid → event id); how many were indexed.
 
     Runs in the background (bridge/admin/intake.py) in short write transactions, so a search
     is one index lookup plus a scan of only the few newest, not yet indexed events.
     """
-    return await db.run(in_transaction(partial(_index_some, chunk=chunk)))
+    return await _sql(db).run(in_transaction(partial(_index_some, chunk=chunk)))
+
+
+def _prune_index(conn: sqlite3.Connection, chunk: int) -> int:
+    first = conn.execute("SELECT MIN(id) FROM events").fetchone()[0]
+    if first is None:
+        first = conn.execute(
+            "SELECT COALESCE(MAX(event_id), 0) + 1 FROM admin_call_index"
+        ).fetchone()[0]
+    return conn.execute(
+        "DELETE FROM admin_call_index WHERE (key, event_id) IN (SELECT key, event_id"
+        " FROM admin_call_index WHERE event_id < ? LIMIT ?)",
+        (first, chunk),
+    ).rowcount
+
+
+async def prune_index(db: Storage, chunk: int = INDEX_CHUNK) -> int:
+    """Drop index entries of events retention has deleted (older than the oldest event);
+    one short transaction per ``chunk`` rows. How many were dropped."""
+    dropped = 0
+    while True:
+        n = await _sql(db).run(in_transaction(partial(_prune_index, chunk=chunk)))
+        dropped += n
+        if n < chunk:
+            return dropped
+        await asyncio.sleep(0)
 
 
 # --- time windows -------------------------------------------------------------------------
@@ -272,7 +307,7 @@ class Overview:
     intake: dict[str, int]
 
 
-async def overview(db: Database, names: Iterable[str], start: float, hours: int = 24) -> Overview:
+async def overview(db: Storage, names: Iterable[str], start: float, hours: int = 24) -> Overview:
     """Everything the overview page shows, read in one hop."""
 
     def ask(conn: sqlite3.Connection) -> Overview:
@@ -457,7 +492,7 @@ def _search(
 
 
 async def search_calls(
-    db: Database,
+    db: Storage,
     *,
     number_tail: str | None = None,
     uuid: str | None = None,
@@ -525,7 +560,7 @@ def _detail(
     return domain, events, job_ids, [dict(r) for r in crm]
 
 
-async def call_detail(db: Database, uuid: str, domain: str | None = None) -> CallDetail | None:
+async def call_detail(db: Storage, uuid: str, domain: str | None = None) -> CallDetail | None:
     found = await read(db, partial(_detail, uuid=uuid, domain=domain))
     if found is None:
         return None
@@ -556,7 +591,7 @@ def _live(conn: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
     return list(calls.values())
 
 
-async def live_calls(db: Database, now: float) -> list[dict[str, Any]]:
+async def live_calls(db: Storage, now: float) -> list[dict[str, Any]]:
     """Calls that started within LIVE_WINDOW and have no end event yet."""
     return await read(db, partial(_live, now=now))
 
@@ -564,23 +599,23 @@ async def live_calls(db: Database, now: float) -> list[dict[str, Any]]:
 # --- outbox -------------------------------------------------------------------------------
 
 
-async def jobs(db: Database, status: str, adapter: str | None, limit: int = 100) -> list[Job]:
+async def jobs(db: Storage, status: str, adapter: str | None, limit: int = 100) -> list[Job]:
     found = await Outbox(db).list(status=status, adapter=adapter, limit=limit)
     if status == PENDING:
         found.sort(key=lambda j: (j.due_at, j.id))
     return found
 
 
-async def get_job(db: Database, job_id: int) -> Job | None:
+async def get_job(db: Storage, job_id: int) -> Job | None:
     return await Outbox(db).get(job_id)
 
 
-async def retry_job(db: Database, job_id: int, now: float) -> int:
+async def retry_job(db: Storage, job_id: int, now: float) -> int:
     return await Outbox(db, lambda: now).retry_dead([job_id])
 
 
-async def retry_adapter(db: Database, adapter: str, now: float) -> int:
-    rows = await db.fetchall(
+async def retry_adapter(db: Storage, adapter: str, now: float) -> int:
+    rows = await _sql(db).fetchall(
         "SELECT id FROM jobs WHERE status = ? AND adapter = ?", (DEAD, adapter)
     )
     if not rows:
@@ -591,10 +626,10 @@ async def retry_adapter(db: Database, adapter: str, now: float) -> int:
 # --- alerts -------------------------------------------------------------------------------
 
 
-async def dead_since(db: Database, since: float) -> dict[str, tuple[int, str]]:
+async def dead_since(db: Storage, since: float) -> dict[str, tuple[int, str]]:
     """Per adapter: jobs that went dead after ``since``, with the latest reason."""
     out: dict[str, tuple[int, str]] = {}
-    rows = await db.fetchall(
+    rows = await _sql(db).fetchall(
         "SELECT adapter, last_error FROM jobs WHERE status = 'dead' AND updated_at > ?"
         " ORDER BY updated_at",
         (since,),
@@ -606,16 +641,16 @@ async def dead_since(db: Database, since: float) -> dict[str, tuple[int, str]]:
     return out
 
 
-async def oldest_pending(db: Database) -> dict[str, float]:
-    rows = await db.fetchall(
+async def oldest_pending(db: Storage) -> dict[str, float]:
+    rows = await _sql(db).fetchall(
         "SELECT adapter, MIN(created_at) FROM jobs WHERE status = 'pending' GROUP BY adapter"
     )
     return {r[0]: r[1] for r in rows}
 
 
-async def recovered_after(db: Database, after_id: int) -> tuple[int, int]:
+async def recovered_after(db: Storage, after_id: int) -> tuple[int, int]:
     """(how many events the sweep recovered with id > after_id, the largest event id)."""
-    row = await db.fetchone(
+    row = await _sql(db).fetchone(
         "SELECT COUNT(*) FILTER (WHERE recovered = 1), MAX(id) FROM events WHERE id > ?",
         (after_id,),
     )
@@ -624,6 +659,6 @@ async def recovered_after(db: Database, after_id: int) -> tuple[int, int]:
     return row[0], row[1]
 
 
-async def last_event_id(db: Database) -> int:
-    row = await db.fetchone("SELECT MAX(id) FROM events")
+async def last_event_id(db: Storage) -> int:
+    row = await _sql(db).fetchone("SELECT MAX(id) FROM events")
     return 0 if row is None or row[0] is None else row[0]

@@ -262,7 +262,25 @@ async def call(request: web.Request) -> web.Response:
     )
     if detail is None:
         return message(request, 404, "not_found")
+    delivery = request.config_dict.get(DELIVERY)
+    adapters = {a.ctx.name: a for a in delivery.adapters} if delivery is not None else {}
+    for crm in detail.crm_ids:
+        crm["url"] = _crm_link(adapters.get(crm["adapter"]), crm["name"], crm["value"])
     return _page(request, "call.html", {"call": detail, "masked": REDACTOR})
+
+
+def _crm_link(adapter: Any, name: str, value: str) -> str | None:
+    """The object's page in the CRM, for adapters that know it: an optional
+    ``crm_url(name, value) -> str | None`` method (``name``: log_call, create_task, contact…)."""
+    link = getattr(adapter, "crm_url", None)
+    if link is None:
+        return None
+    try:
+        url = link(name, value)
+    except Exception:  # a link is a convenience: never a broken page
+        log.warning("console: adapter could not build a CRM link", adapter=adapter.ctx.name)
+        return None
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 # --- outbox ---------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ async def sessions(request: web.Request) -> Sessions:
     holder = request.config_dict[SESSIONS]
     if "store" not in holder:
         config = request.config_dict
-        key = await config[DB].set_meta_if_absent(SESSION_KEY_META, new_session_key())
+        key = await config[DB].put_meta_if_absent(SESSION_KEY_META, new_session_key())
         # setdefault: another request may have created it while this one awaited the key.
         holder.setdefault("store", Sessions(key.encode(), config[SETTINGS].admin, config[CLOCK]))
     return holder["store"]

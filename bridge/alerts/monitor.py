@@ -27,7 +27,7 @@ from bridge.metrics import Metrics
 from bridge.redact import REDACTOR
 from bridge.registry import configured
 from bridge.settings import Settings
-from bridge.store.db import Database, StorageError
+from bridge.store import Storage, StorageError
 
 log = structlog.get_logger("bridge.alerts")
 
@@ -50,7 +50,7 @@ class Monitor:
     def __init__(
         self,
         settings: Settings,
-        db: Database,
+        db: Storage,
         metrics: Metrics,
         outlets: list[Channel],
         clock: Callable[[], float] = time.time,

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "send_sample",
     "init",
     "admin",
+    "migrate",
 )
 
 DESCRIPTION = (

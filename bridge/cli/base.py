@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from bridge.app import WEBHOOK_PATH
 from bridge.settings import CONFIG_ENV, Settings
-from bridge.store.db import Database
+from bridge.store import Storage, StorageError, open_storage
 
 Run = Callable[[Settings, argparse.Namespace], int]
 CONFIG_HELP = "settings TOML file (default: $PBX_BRIDGE_CONFIG, else embedded defaults)"
@@ -163,6 +163,8 @@ def _config_hint(settings: Settings) -> str:
 
 def missing_database(settings: Settings) -> str | None:
     """Why a read-only command must not open ``storage.path`` (it does not exist), or None."""
+    if settings.storage.url is not None:  # PostgreSQL: the server says what is missing
+        return None
     path = Path(settings.storage.path)
     if path.exists():
         return None
@@ -194,22 +196,25 @@ def database_problem(settings: Settings, exc: BaseException) -> str:
 _DB_ERRORS = (sqlite3.Error, OSError)
 
 
-async def open_database(settings: Settings, *, create: bool) -> Database:
-    """The bridge's database; ``create=False`` (read-only commands) never makes a new file."""
+async def open_database(settings: Settings, *, create: bool) -> Storage:
+    """The bridge's storage (SQLite or PostgreSQL, migrated); ``create=False`` (read-only
+    commands) never makes a new SQLite file."""
     if not create:
         problem = missing_database(settings)
         if problem:
             raise CommandError(problem)
     try:
-        return await Database.open(
-            settings.storage.path, busy_timeout_ms=settings.storage.busy_timeout_ms
-        )
-    except _DB_ERRORS as exc:
-        raise CommandError(database_problem(settings, exc), 2) from exc
+        return await open_storage(settings.storage)
+    except StorageError as exc:
+        cause = exc.__cause__
+        if settings.storage.url is None and isinstance(cause, _DB_ERRORS):
+            raise CommandError(database_problem(settings, cause), 2) from exc
+        # An unreachable server, a schema from a newer release: already in words.
+        raise CommandError(f"storage: {exc}", 2) from exc
 
 
 async def with_db(
-    settings: Settings, fn: Callable[[Database], Awaitable[int]], *, create: bool = False
+    settings: Settings, fn: Callable[[Storage], Awaitable[int]], *, create: bool = False
 ) -> int:
     """Run ``fn`` on the database. Read-only by default: a missing file is an error that
     says which file was looked for, never a new empty database."""

@@ -25,7 +25,7 @@ from bridge.receive.access import domain_allowed
 from bridge.redact import REDACTOR, redact_tree
 from bridge.registry import ConfiguredAdapter, configured
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage
 
 # Keys whose value is spent or rotated by a token refresh: checking such an adapter against a
 # throw-away database would lose the new token.
@@ -106,7 +106,7 @@ def unknown_users(item: ConfiguredAdapter, result: CheckResult) -> list[str]:
 
 
 async def check_adapter(
-    item: ConfiguredAdapter, settings: Settings, db: Database, verbose: bool
+    item: ConfiguredAdapter, settings: Settings, db: Storage, verbose: bool
 ) -> bool:
     adapter = build_adapter(item, settings, db, Metrics())
     label = (

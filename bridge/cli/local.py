@@ -8,7 +8,7 @@ import asyncio
 from bridge.cli.base import Commands, Run, emit, row_count, with_db
 from bridge.registry import adapter_class
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage
 
 CALL_COLUMNS = (
     "id",
@@ -29,7 +29,7 @@ def cmd_list_local(kind: str) -> Run:
         # Through the registry, like any adapter: the core imports no adapter package.
         local = adapter_class("local")
 
-        async def run(db: Database) -> int:
+        async def run(db: Storage) -> int:
             if kind == "calls":
                 emit(await local.list_calls(db, args.limit), CALL_COLUMNS, args.json)
             else:

@@ -13,7 +13,7 @@ from typing import Any
 from bridge.cli.base import Commands, days_at_least_one, emit, row_count, row_id, with_db
 from bridge.redact import REDACTOR
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage
 from bridge.store.outbox import STATUSES, Outbox
 from bridge.store.retention import prune
 
@@ -40,7 +40,7 @@ def _job_row(job: Any) -> dict[str, Any]:
 
 
 def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
-    async def run(db: Database) -> int:
+    async def run(db: Storage) -> int:
         outbox = Outbox(db)
         if args.action == "stats":
             counts = await outbox.counts()

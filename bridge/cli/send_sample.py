@@ -19,7 +19,7 @@ from bridge.cli.base import CommandError, Commands, with_db
 from bridge.registry import configured
 from bridge.samples import SAMPLES, sample
 from bridge.settings import Settings, normalize_domain
-from bridge.store.db import Database
+from bridge.store import Storage
 
 LOCAL_ADAPTER = "local"
 CLIENT_MIN_DIGITS = 7  # shorter numbers in the samples are extensions
@@ -71,8 +71,8 @@ def url_from_settings(settings: Settings) -> str:
     else:
         found: list[str | None] = []
 
-        async def read(db: Database) -> int:
-            found.append(await db.get_meta("webhook_token"))
+        async def read(db: Storage) -> int:
+            found.append(await db.meta("webhook_token"))
             return 0
 
         asyncio.run(with_db(settings, read))  # read-only: a missing database is named

@@ -14,7 +14,8 @@ from aiohttp import web
 from bridge.app import create_app, webhook_token
 from bridge.cli.base import CommandError, Commands, open_database, webhook_url, with_db
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage, StorageError
+from bridge.store.ports import redact_url
 
 BACKLOG = 128  # aiohttp's default
 TICK = (
@@ -85,7 +86,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    database = Path(settings.storage.path).absolute()
+    url = settings.storage.url
+    database = redact_url(url.get_secret_value()) if url else Path(settings.storage.path).absolute()
 
     async def banner(app: web.Application) -> None:
         from bridge.keys import TOKEN
@@ -96,7 +98,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # Printed to the terminal once, never into the structured log (which masks it).
         print(
             f"\npbx-bridge is listening on {settings.server.host}:{settings.server.port}\n"
-            f"  database (storage.path): {database}\n"
+            f"  database (storage.{'url' if url else 'path'}): {database}\n"
             f"  onlinePBX webhook URL: {shown}\n"
             f"  In onlinePBX: {TICK}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
@@ -106,13 +108,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     app.on_startup.append(banner)
-    web.run_app(
-        app,
-        sock=sock,
-        print=None,
-        access_log=None,
-        shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
-    )
+    try:
+        web.run_app(
+            app,
+            sock=sock,
+            print=None,
+            access_log=None,
+            shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
+        )
+    except StorageError as exc:  # a second serve on one SQLite file, an unreachable server…
+        raise CommandError(str(exc), 1) from exc
     return 0
 
 
@@ -121,7 +126,7 @@ def cmd_webhook_url(settings: Settings, args: argparse.Namespace) -> int:
         print(webhook_url(settings, settings.server.webhook_token.get_secret_value()))
         return 0
 
-    async def run(db: Database) -> int:
+    async def run(db: Storage) -> int:
         token, _ = await webhook_token(db, settings)
         print(webhook_url(settings, token))
         return 0

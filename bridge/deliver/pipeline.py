@@ -29,9 +29,8 @@ from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
 from bridge.schedule import due_time
 from bridge.settings import ScheduleSettings
-from bridge.store.db import Database
-from bridge.store.outbox import Job
-from bridge.store.state import CallState, call_key
+from bridge.store import CallState, Job, Storage
+from bridge.store.state import call_key
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
@@ -48,7 +47,7 @@ class Pipeline:
         adapter: Adapter,
         settings: AdapterSettings,
         *,
-        db: Database,
+        storage: Storage,
         parser: NumberParser,
         texts: Texts,
         schedule: ScheduleSettings,
@@ -58,7 +57,7 @@ class Pipeline:
         self.name = name
         self.adapter = adapter
         self.settings = settings
-        self._db = db
+        self._storage = storage
         self._parser = parser
         self._texts = texts
         self._schedule = schedule
@@ -96,7 +95,7 @@ class Pipeline:
         reason = self.skip_reason(call, job.action)
         if reason:
             return Skipped(reason)
-        state = CallState(self._db, self.name, call_key(job.domain, job.uuid), self._clock)
+        state = CallState(self._storage, self.name, call_key(job.domain, job.uuid), self._clock)
         already = await state.get(job.action)
         if already is not None:
             return Delivered(already)

@@ -19,9 +19,7 @@ from bridge.phones import NumberParser
 from bridge.redact import REDACTOR
 from bridge.registry import ConfiguredAdapter
 from bridge.settings import Settings
-from bridge.store.db import Database
-from bridge.store.outbox import Outbox
-from bridge.store.state import AdapterState
+from bridge.store import AdapterState, LocalRecords, Outbox, Storage
 from bridge.texts import Texts
 
 log = structlog.get_logger("bridge.deliver")
@@ -40,7 +38,7 @@ def job_planner(adapters: list[ConfiguredAdapter]) -> Callable[[str], list[tuple
 def build_adapter(
     configured: ConfiguredAdapter,
     settings: Settings,
-    db: Database,
+    storage: Storage,
     metrics: Metrics,
     clock: Callable[[], float] = time.time,
 ) -> Adapter:
@@ -48,12 +46,12 @@ def build_adapter(
     counter = metrics.crm_requests
     ctx = AdapterContext(
         name=configured.name,
-        state=AdapterState(db, configured.name, clock),
+        state=AdapterState(storage, configured.name, clock),
         texts=Texts(
             settings.schedule.locale, settings.schedule.templates, settings.schedule.timezone
         ),
         redactor=REDACTOR,
-        db=db,
+        records=LocalRecords(storage),
         on_response=lambda code: counter.labels(configured.name, code).inc(),
         clock=clock,
         log=structlog.get_logger(f"adapters.{configured.name}").bind(adapter=configured.name),
@@ -71,7 +69,7 @@ class Delivery:
         cls,
         configured: list[ConfiguredAdapter],
         settings: Settings,
-        db: Database,
+        storage: Storage,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         links: RecordingLinks | None = None,
@@ -80,15 +78,15 @@ class Delivery:
             settings.numbers.default_region, settings.numbers.extension_max_digits
         )
         d = settings.delivery
-        outbox = Outbox(db, clock)
+        outbox = Outbox(storage, clock)
         workers, adapters = [], []
         for item in configured:
-            adapter = build_adapter(item, settings, db, metrics, clock)
+            adapter = build_adapter(item, settings, storage, metrics, clock)
             pipeline = Pipeline(
                 item.name,
                 adapter,
                 item.settings,
-                db=db,
+                storage=storage,
                 parser=parser,
                 texts=adapter.ctx.texts,
                 schedule=settings.schedule,
@@ -116,6 +114,9 @@ class Delivery:
         return all(w.alive for w in self.workers.values())
 
     def wake(self, names: set[str]) -> None:
+        """Wake the named adapters' workers ("*": every one)."""
+        if "*" in names:
+            names = set(self.workers)
         for name in names:
             worker = self.workers.get(name)
             if worker:

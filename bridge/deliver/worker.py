@@ -1,8 +1,16 @@
 """One worker per adapter: claims due jobs, runs them, books the outcome.
 
 Workers are independent (own loop, own concurrency, own rate limiter), so one CRM being slow
-or down never delays another's jobs. A worker sleeps until it is woken by an insert or until
-its next job is due: there is no polling lag.
+or down never delays another's jobs. A worker sleeps until it is woken by an insert (on
+PostgreSQL also another replica's, through LISTEN/NOTIFY) or until its next job is due: there
+is no polling lag.
+
+Across replicas an adapter is delivered by one process at a time: the worker claims only
+while it holds the adapter's lead (``Storage.try_lead``; on PostgreSQL a session advisory
+lock). That one lead keeps what is per process today true across replicas: the CRM's rate
+limit, the contact cache and its one-find-or-create-per-number, the OAuth refresh. A replica
+that dies loses the lead with its database session; another takes it within
+``LEAD_RETRY`` seconds, and the dead one's claimed jobs once their leases expire.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 
@@ -20,15 +29,15 @@ from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.metrics import Metrics
 from bridge.redact import REDACTOR
-from bridge.store.db import StorageError
-from bridge.store.outbox import DEAD, DONE, PENDING, Job, Outbox
+from bridge.store import DEAD, DONE, PENDING, Job, Outbox, StorageError
 
 log = structlog.get_logger("bridge.deliver")
 
 MAX_IDLE = 60.0  # re-check the table at least this often (a clock jump, a CLI retry)
 REBOOK_EVERY = 1.0  # while outcomes wait to be booked, try the database this often
+LEAD_RETRY = 1.0  # a replica without an adapter's lead asks for it this often
 
-Booking = Callable[[], Awaitable[None]]
+Booking = Callable[[], Awaitable[bool | None]]
 
 
 class AdapterWorker:
@@ -51,6 +60,11 @@ class AdapterWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._running: dict[int, asyncio.Task[None]] = {}  # job id → its task (leases to renew)
+        self._lead = f"adapter:{self.name}"
+        self._leading = False
+        self._next_requeue = 0.0
+        self._renewer: asyncio.Task[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         # Outcomes the database refused to record (job id → the write and its status). The
@@ -63,6 +77,7 @@ class AdapterWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"worker:{self.name}")
+        self._renewer = asyncio.create_task(self._renew(), name=f"leases:{self.name}")
 
     def wake(self) -> None:
         self._wake.set()
@@ -78,6 +93,42 @@ class AdapterWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._renewer:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+        if self._leading:
+            with contextlib.suppress(StorageError):
+                await self._outbox.storage.resign(self._lead)
+
+    async def _renew(self) -> None:
+        """Keep the leases of the jobs this worker runs alive while their CRM calls last."""
+        every = self._outbox.storage.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            ids = [*self._running, *self._unbooked]
+            if ids:
+                try:
+                    await self._outbox.renew(ids)
+                except StorageError as exc:
+                    log.warning("could not renew job leases", adapter=self.name, error=str(exc))
+
+    async def _take_lead(self) -> bool:
+        """Hold this adapter's lead; on taking it, and then every half lease, requeue the
+        jobs whose worker died (expired leases)."""
+        storage = self._outbox.storage
+        leading = await storage.try_lead(self._lead)
+        if leading and not self._leading:
+            log.info("delivering this adapter", adapter=self.name, owner=storage.owner)
+        elif self._leading and not leading:
+            log.warning("lost this adapter's lead; another replica delivers it", adapter=self.name)
+        self._leading = leading
+        now = self._clock()
+        if leading and now >= self._next_requeue:
+            self._next_requeue = now + storage.lease_seconds / 2
+            requeued = await self._outbox.requeue_expired(self.name)
+            if requeued:
+                log.info("jobs whose worker died are pending again", count=requeued)
+        return leading
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -86,6 +137,9 @@ class AdapterWorker:
             jobs: list[Job] = []
             try:
                 await self._rebook()
+                if not await self._take_lead():
+                    await asyncio.sleep(LEAD_RETRY)  # not woken by inserts: the leader is
+                    continue
                 if free > 0:
                     jobs = await self._outbox.claim(self.name, free)
                 # Only a free slot waits for the next due job; a full worker is woken when
@@ -99,16 +153,19 @@ class AdapterWorker:
             for job in jobs:
                 task = asyncio.create_task(self.process(job))
                 self._inflight.add(task)
-                task.add_done_callback(self._finished)
+                self._running[job.id] = task
+                task.add_done_callback(partial(self._finished, job.id))
             if jobs and len(self._inflight) < self._concurrency:
                 continue
             wait = REBOOK_EVERY if self._unbooked else MAX_IDLE
+            wait = min(wait, max(0.0, self._next_requeue - self._clock()))
             if next_due is not None and len(self._inflight) < self._concurrency:
                 wait = min(wait, max(0.0, next_due - self._clock()))
             await self._sleep(wait)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, job_id: int, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._running.pop(job_id, None)
         self._wake.set()  # a slot is free
 
     async def _sleep(self, seconds: float) -> None:
@@ -180,19 +237,25 @@ class AdapterWorker:
         """Record an outcome; ``label`` is the jobs metric's status (e.g. skipped vs done)."""
         label = label or status
         try:
-            await write()
+            held = await write()
         except StorageError as exc:
             # Kept in memory and booked when the database is back (the job stays 'running'
             # meanwhile; if the process dies first, the next start takes the job again).
             self._unbooked[job_id] = (write, label)
             log.error("could not record job outcome; will retry", status=status, error=str(exc))
         else:
-            self._metrics.jobs.labels(self.name, label).inc()
+            self._booked(job_id, label, held)
+
+    def _booked(self, job_id: int, label: str, held: bool | None) -> None:
+        if held is False:  # the lease expired meanwhile and another worker took the job
+            log.warning("job outcome not recorded: its lease was lost", job_id=job_id)
+            return
+        self._metrics.jobs.labels(self.name, label).inc()
 
     async def _rebook(self) -> None:
         """Book the outcomes the database refused earlier; StorageError if it still does."""
         for job_id, (write, status) in list(self._unbooked.items()):
-            await write()
+            held = await write()
             del self._unbooked[job_id]
-            self._metrics.jobs.labels(self.name, status).inc()
+            self._booked(job_id, status, held)
             log.info("job outcome recorded after the database recovered", job_id=job_id)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge.onlinepbx.reconcile import Reconciler, Tally
-from bridge.store.db import Database
+from bridge.store import Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class Backfill:
     def __init__(
         self,
         reconciler: Reconciler,
-        db: Database,
+        storage: Storage,
         since: int,
         until: int,
         window_seconds: int,
@@ -44,7 +44,7 @@ class Backfill:
         dry_run: bool = False,
     ) -> None:
         self._reconciler = reconciler
-        self._db = db
+        self._storage = storage
         self._dry_run = dry_run
         self.since, self.until = since, until
         self.windows = windows(since, until, window_seconds)
@@ -52,7 +52,7 @@ class Backfill:
 
     async def resume_point(self) -> int:
         """Where this range continues (``since`` when it was never started)."""
-        stored = await self._db.get_meta(self._cursor_key)
+        stored = await self._storage.meta(self._cursor_key)
         return int(stored) if stored else self.since
 
     async def run(self, on_window: Callable[[Window, Tally], None]) -> Tally:
@@ -65,6 +65,6 @@ class Backfill:
             tally = await self._reconciler.recover(window.start, window.end)
             total.add(tally)
             if not self._dry_run:
-                await self._db.set_meta(self._cursor_key, str(window.end + 1))
+                await self._storage.put_meta(self._cursor_key, str(window.end + 1))
             on_window(window, tally)
         return total

@@ -14,10 +14,10 @@ from typing import Any
 
 from bridge.adapter.errors import DeliveryError
 from bridge.adapter.http import CRMClient, body_excerpt
-from bridge.adapter.ratelimit import TokenBucket
 from bridge.redact import REDACTOR, Redactor
 from bridge.settings import OnlinePBXSettings
-from bridge.store.db import Database
+from bridge.store import Storage, StorageError
+from bridge.store.shared import SharedRate
 
 AUTH_HEADER = "x-pbx-authentication"
 HISTORY = "mongo_history/search.json"
@@ -34,19 +34,20 @@ class NotAuthorized(ApiError):
 
 class OnlinePBX:
     def __init__(
-        self, settings: OnlinePBXSettings, db: Database, *, redactor: Redactor = REDACTOR
+        self, settings: OnlinePBXSettings, storage: Storage, *, redactor: Redactor = REDACTOR
     ) -> None:
         if not settings.enabled or settings.api_key is None:
             raise ValueError("[onlinepbx] domain and api_key are required")
         self.domain = settings.domain
         self._api_key = settings.api_key.get_secret_value()
-        self._db = db
+        self._storage = storage
         self._meta_key = f"onlinepbx_auth:{self.domain}"
         self._redactor = redactor
         redactor.add(self._api_key)
         self._http = CRMClient(
             base_url=settings.base_url.rstrip("/") + "/",
-            limiter=TokenBucket(settings.rate_limit, 1.0),
+            # Shared by every replica (and the CLI): onlinePBX allows 5 requests/s per domain.
+            limiter=SharedRate(storage, f"onlinepbx:{self.domain}", settings.rate_limit),
             timeout=settings.timeout_seconds,
             redactor=redactor,
         )
@@ -116,29 +117,45 @@ class OnlinePBX:
 
     async def _session(self) -> str:
         if self._auth is None:
-            self._auth = await self._db.get_meta(self._meta_key)
+            try:
+                self._auth = await self._storage.meta(self._meta_key)
+            except StorageError as exc:
+                raise ApiError(f"onlinePBX: the stored session is unreadable ({exc})") from exc
             if self._auth is not None:
                 self._redactor.add(self._auth)
         return self._auth or await self._login(stale=None)
 
     async def _login(self, stale: str | None) -> str:
-        """Log in, unless another request already replaced the ``stale`` key meanwhile."""
-        async with self._login_lock:
-            if self._auth is not None and self._auth != stale:
-                return self._auth
-            body = await self._post("auth.json", {"auth_key": self._api_key}, None)
-            data = body.get("data")
-            if str(body.get("status")) != "1" or not isinstance(data, dict):
-                comment = self._redactor(str(body.get("comment") or "login refused"))
-                raise NotAuthorized(
-                    f"onlinePBX login for {self.domain} failed: {comment}"
-                    " (check [onlinepbx] api_key and domain)"
-                )
-            auth = f"{data.get('key_id', '')}:{data.get('key', '')}"
-            self._redactor.add(auth, str(data.get("key") or ""))
-            await self._db.set_meta(self._meta_key, auth)
-            self._auth = auth
-            return auth
+        """Log in, unless another request (or another replica) already replaced the
+        ``stale`` key meanwhile: one login at a time across every process on the storage,
+        and the others adopt the key it stored."""
+        try:
+            async with self._login_lock, self._storage.lock(f"onlinepbx-login:{self.domain}"):
+                return await self._login_locked(stale)
+        except StorageError as exc:
+            raise ApiError(f"onlinePBX login: the database is unavailable ({exc})") from exc
+
+    async def _login_locked(self, stale: str | None) -> str:
+        if self._auth is not None and self._auth != stale:
+            return self._auth
+        stored = await self._storage.meta(self._meta_key)
+        if stored is not None and stored != stale:
+            self._redactor.add(stored)
+            self._auth = stored
+            return stored
+        body = await self._post("auth.json", {"auth_key": self._api_key}, None)
+        data = body.get("data")
+        if str(body.get("status")) != "1" or not isinstance(data, dict):
+            comment = self._redactor(str(body.get("comment") or "login refused"))
+            raise NotAuthorized(
+                f"onlinePBX login for {self.domain} failed: {comment}"
+                " (check [onlinepbx] api_key and domain)"
+            )
+        auth = f"{data.get('key_id', '')}:{data.get('key', '')}"
+        self._redactor.add(auth, str(data.get("key") or ""))
+        await self._storage.put_meta(self._meta_key, auth)
+        self._auth = auth
+        return auth
 
 
 def _records(data: Any) -> list[dict[str, Any]]:

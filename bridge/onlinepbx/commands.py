@@ -22,7 +22,7 @@ from bridge.onlinepbx.service import setup_problems
 from bridge.redact import REDACTOR
 from bridge.registry import configured
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage
 from bridge.store.events import EventWriter
 
 NOT_CONFIGURED = "set [onlinepbx] domain and api_key to use the onlinePBX API"
@@ -51,7 +51,7 @@ def _when(stamp: int, zone: str) -> str:
     return datetime.fromtimestamp(stamp, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
-async def check(settings: Settings, db: Database) -> int:
+async def check(settings: Settings, db: Storage) -> int:
     """Print warnings about recordings, and prove the API key works; the failures."""
     for problem in setup_problems(settings):
         print(f"[WARN] {problem}")
@@ -70,7 +70,7 @@ async def check(settings: Settings, db: Database) -> int:
     return 0
 
 
-async def backfill(settings: Settings, db: Database, args: argparse.Namespace) -> int:
+async def backfill(settings: Settings, db: Storage, args: argparse.Namespace) -> int:
     pbx, zone = settings.onlinepbx, settings.schedule.timezone
     if not pbx.enabled:
         print(NOT_CONFIGURED, file=sys.stderr)

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 
 from bridge.call import Call
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage
 
 ROUTE = "/recordings/{uuid}"
 # Links end in ".mp3": CRMs that play a recording (HubSpot) take only https links to a
@@ -25,11 +25,11 @@ AUDIO_SUFFIX = ".mp3"
 SIGNING_KEY_META = "recording_signing_key"
 
 
-async def signing_key(db: Database, settings: Settings) -> str:
+async def signing_key(storage: Storage, settings: Settings) -> str:
     """The configured key, else one generated on first start and kept in ``meta``."""
     if settings.server.signing_key is not None:
         return settings.server.signing_key.get_secret_value()
-    return await db.set_meta_if_absent(SIGNING_KEY_META, secrets.token_urlsafe(32))
+    return await storage.put_meta_if_absent(SIGNING_KEY_META, secrets.token_urlsafe(32))
 
 
 def _sig(key: str, uuid: str, exp: int) -> str:

@@ -18,10 +18,10 @@ import structlog
 from bridge.call import CALL_END, CALL_MISSED
 from bridge.onlinepbx.client import ApiError, OnlinePBX
 from bridge.onlinepbx.history import LOCAL, as_webhook, direction, finished
-from bridge.store.db import Database
-from bridge.store.events import EventWriter, IncomingEvent
+from bridge.store import EventWriter, IncomingEvent, Storage
 
 log = structlog.get_logger("bridge.reconcile")
+SWEEP_LEAD = "onlinepbx-sweep"
 
 
 @dataclass(slots=True)
@@ -45,13 +45,13 @@ class Reconciler:
         self,
         api: OnlinePBX,
         writer: EventWriter | None,
-        db: Database,
+        storage: Storage,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``writer`` None: a dry run that only counts."""
         self._api = api
         self._writer = writer
-        self._db = db
+        self._storage = storage
         self._clock = clock
         self.domain = api.domain
 
@@ -84,18 +84,11 @@ class Reconciler:
 
     async def _known(self, uuids: set[str]) -> set[str]:
         """Which of ``uuids`` already have a final event (under our domain, or none given)."""
-        found: set[str] = set()
-        ids = sorted(uuids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" for _ in chunk)
-            rows = await self._db.fetchall(
-                f"SELECT DISTINCT uuid FROM events WHERE uuid IN ({marks})"
-                " AND event IN (?, ?) AND domain IN (?, '')",
-                [*chunk, CALL_END, CALL_MISSED, self.domain],
-            )
-            found.update(row[0] for row in rows)
-        return found
+        return await self._storage.final_uuids(sorted(uuids), self.domain, [CALL_END, CALL_MISSED])
+
+    async def leads(self) -> bool:
+        """This process holds the sweep's lead (one replica sweeps at a time)."""
+        return await self._storage.try_lead(SWEEP_LEAD)
 
     async def sweep(self, lookback_seconds: float) -> Tally:
         now = int(self._clock())
@@ -114,10 +107,15 @@ class Reconciler:
 async def sweep_forever(
     reconciler: Reconciler, interval_seconds: float, lookback_seconds: float
 ) -> None:
-    """Sweep at once (covers a restart after downtime), then every ``interval_seconds``."""
+    """Sweep at once (covers a restart after downtime), then every ``interval_seconds``.
+
+    With several replicas only the one holding the sweep's lead sweeps; another takes over
+    within one interval when it dies.
+    """
     while True:
         try:
-            await reconciler.sweep(lookback_seconds)
+            if await reconciler.leads():
+                await reconciler.sweep(lookback_seconds)
         except ApiError as exc:
             log.error("sweep failed; trying again next time", error=str(exc))
         except Exception:

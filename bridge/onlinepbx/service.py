@@ -19,7 +19,7 @@ from bridge.onlinepbx.reconcile import Reconciler, sweep_forever
 from bridge.onlinepbx.recordings import Recordings
 from bridge.redact import REDACTOR
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store import Storage
 
 log = structlog.get_logger("bridge.onlinepbx")
 
@@ -42,11 +42,11 @@ def setup_problems(settings: Settings) -> list[str]:
     return problems
 
 
-async def recording_links(db: Database, settings: Settings) -> RecordingLinks | None:
+async def recording_links(storage: Storage, settings: Settings) -> RecordingLinks | None:
     """The link signer, or None when links cannot be stable (see :func:`setup_problems`)."""
     if not settings.onlinepbx.enabled or not settings.server.public_url:
         return None
-    key = await signing_key(db, settings)
+    key = await signing_key(storage, settings)
     REDACTOR.add(key)
     days = settings.onlinepbx.recording_link_days
     return RecordingLinks(key, settings.server.public_url, days * 86_400)

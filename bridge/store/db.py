@@ -20,63 +20,16 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-SCHEMA_VERSION = 1
+from bridge.store import migrations
+from bridge.store.ports import StorageError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id          INTEGER PRIMARY KEY,
-    domain      TEXT NOT NULL,
-    uuid        TEXT NOT NULL,
-    event       TEXT NOT NULL,
-    payload     TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    recovered   INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (domain, uuid, event)
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id         INTEGER PRIMARY KEY,
-    event_id   INTEGER NOT NULL REFERENCES events (id),
-    adapter    TEXT NOT NULL,
-    action     TEXT NOT NULL,
-    status     TEXT NOT NULL DEFAULT 'pending'
-               CHECK (status IN ('pending', 'running', 'done', 'dead')),
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    due_at     REAL NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    last_error TEXT,
-    result     TEXT,
-    UNIQUE (event_id, adapter, action)
-);
-CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (adapter, due_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, updated_at);
-CREATE TABLE IF NOT EXISTS crm_objects (
-    adapter    TEXT NOT NULL,
-    call_key   TEXT NOT NULL,
-    name       TEXT NOT NULL,
-    value      TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (adapter, call_key, name)
-);
-CREATE INDEX IF NOT EXISTS crm_objects_call ON crm_objects (call_key);
-CREATE TABLE IF NOT EXISTS adapter_state (
-    adapter    TEXT NOT NULL,
-    key        TEXT NOT NULL,
-    value      TEXT NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (adapter, key)
-);
-"""
-
+__all__ = ["Database", "StorageError", "in_transaction"]
 
 T = TypeVar("T")
 
@@ -92,10 +45,6 @@ def _private(path: Path) -> None:
         with suppress(FileNotFoundError):
             if os.stat(name).st_mode & 0o777 != FILE_MODE:
                 os.chmod(name, FILE_MODE)
-
-
-class StorageError(Exception):
-    """The database could not commit; nothing may be acknowledged."""
 
 
 def _pragmas(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
@@ -135,9 +84,13 @@ class Database:
         self._writer = writer
         self._thread = thread
         self._lock = asyncio.Lock()
+        self.migrated: tuple[int, int] = (0, 0)  # schema version before and after open
 
     @classmethod
-    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 2000) -> Database:
+    async def open(
+        cls, path: str | Path, *, busy_timeout_ms: int = 2000, migrate: bool = True
+    ) -> Database:
+        """Open (creating) the file and bring its schema to the latest migration."""
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,11 +102,6 @@ class Database:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = FULL")
             await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.executescript(SCHEMA)
-            await conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
         except sqlite3.Error:
             await conn.close()
             raise
@@ -172,7 +120,14 @@ class Database:
             thread.shutdown()
             await conn.close()
             raise
-        return cls(conn, path, writer, thread)
+        db = cls(conn, path, writer, thread)
+        if migrate:
+            try:
+                db.migrated = await db.run(partial(_migrate, where=str(path)))
+            except BaseException:
+                await db.close()
+                raise
+        return db
 
     async def close(self) -> None:
         """Close both connections; closing twice is harmless."""
@@ -267,3 +222,29 @@ class Database:
         stored = await self.get_meta(key)
         assert stored is not None
         return stored
+
+
+def _migrate(conn: sqlite3.Connection, *, where: str) -> tuple[int, int]:
+    """Apply the pending migrations under the write lock; (version before, version after)."""
+    conn.execute("BEGIN IMMEDIATE")  # the lock: a second process waits, then finds them done
+    try:
+        version = 0
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > migrations.LATEST:
+            raise StorageError(migrations.too_new(version, where))
+        for number in range(version + 1, migrations.LATEST + 1):
+            for statement in migrations.statements(number, "sqlite"):
+                conn.execute(statement)
+        if version < migrations.LATEST:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(migrations.LATEST),),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return version, migrations.LATEST

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bridge.store.db import Database, StorageError, in_transaction
+from bridge.store.ports import StorageError
 
-MAX_BATCH = 400  # rows per multi-row INSERT, well under SQLite's variable limit
+if TYPE_CHECKING:
+    from bridge.store.ports import Storage
+
+MAX_BATCH = 400  # events per transaction (one multi-row INSERT on SQLite)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +50,12 @@ JobPlanner = Callable[[str], list[tuple[str, str]]]
 class EventWriter:
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         plan_jobs: JobPlanner,
         on_jobs: Callable[[set[str]], None] = lambda adapters: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._db = db
+        self._storage = storage
         self._plan_jobs = plan_jobs
         self._on_jobs = on_jobs
         self._clock = clock
@@ -115,47 +116,6 @@ class EventWriter:
     async def _write(
         self, batch: list[tuple[IncomingEvent, asyncio.Future[Stored]]]
     ) -> tuple[list[Stored], set[str]]:
-        now = self._clock()
         events = [ev for ev, _ in batch]
         planned = {ev.event: self._plan_jobs(ev.event) for ev in events}
-        values = ",".join("(?, ?, ?, ?, ?, ?)" for _ in events)
-        params: list[Any] = []
-        for ev in events:
-            params += [
-                ev.domain,
-                ev.uuid,
-                ev.event,
-                json.dumps(ev.payload, ensure_ascii=False, separators=(",", ":")),
-                now,
-                int(ev.recovered),
-            ]
-        sql = (
-            "INSERT INTO events (domain, uuid, event, payload, received_at, recovered) "
-            f"VALUES {values} ON CONFLICT (domain, uuid, event) DO NOTHING "
-            "RETURNING id, domain, uuid, event"
-        )
-
-        def write(conn: sqlite3.Connection) -> tuple[list[Stored], set[str]]:
-            # Plain sqlite3 on the writer thread: the whole batch is one hop (see db.py).
-            inserted = {(r[1], r[2], r[3]): r[0] for r in conn.execute(sql, params).fetchall()}
-            jobs: list[tuple[Any, ...]] = []
-            results: list[Stored] = []
-            adapters: set[str] = set()
-            for ev in events:
-                event_id = inserted.pop(ev.key, None)  # pop: a repeat within the batch is a dup
-                if event_id is None:
-                    results.append(Stored(None, True, 0))
-                    continue
-                for adapter, action in planned[ev.event]:
-                    jobs.append((event_id, adapter, action, now, now, now))
-                    adapters.add(adapter)
-                results.append(Stored(event_id, False, len(planned[ev.event])))
-            if jobs:
-                conn.executemany(
-                    "INSERT INTO jobs (event_id, adapter, action, due_at, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    jobs,
-                )
-            return results, adapters
-
-        return await self._db.run(in_transaction(write))
+        return await self._storage.append(events, planned, self._clock())

@@ -16,78 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
-from functools import partial
 
 import structlog
 
-from bridge.store.db import Database, StorageError, in_transaction
-from bridge.store.state import call_key
+from bridge.store.ports import Storage, StorageError
 
 log = structlog.get_logger("bridge.store")
 
 CHUNK = 100  # rows per delete transaction: deleting 500 old events took 67-170 ms
 EVERY = 3600.0
+LEAD = "retention"
 
 
-async def prune(db: Database, cutoff: float, chunk: int = CHUNK) -> dict[str, int]:
+async def prune(storage: Storage, cutoff: float, chunk: int = CHUNK) -> dict[str, int]:
     """Delete what is older than ``cutoff`` (UNIX time); rows deleted per table."""
-    deleted = {"jobs": 0, "events": 0, "crm_objects": 0}
-    while True:
-        n = await db.run(in_transaction(partial(_done_jobs, cutoff=cutoff, chunk=chunk)))
-        deleted["jobs"] += n
-        if n < chunk:
-            break
-        await asyncio.sleep(0)  # let waiting webhooks take the lock between chunks
-    after: int | None = 0
-    while after is not None:
-        events, objects, after = await db.run(
-            in_transaction(partial(_events, after=after, cutoff=cutoff, chunk=chunk))
-        )
-        deleted["events"] += events
-        deleted["crm_objects"] += objects
-        await asyncio.sleep(0)
-    return deleted
-
-
-def _done_jobs(conn: sqlite3.Connection, *, cutoff: float, chunk: int) -> int:
-    return conn.execute(
-        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status = 'done'"
-        " AND updated_at < ? LIMIT ?)",
-        (cutoff, chunk),
-    ).rowcount
-
-
-def _events(
-    conn: sqlite3.Connection, *, after: int, cutoff: float, chunk: int
-) -> tuple[int, int, int | None]:
-    """Old events without jobs among the next ``chunk`` ids, and their calls' CRM ids.
-
-    Walks the table by id (ids grow with arrival time) so each transaction looks at a
-    bounded number of rows, however many pending jobs keep older events alive.
-    """
-    first = conn.execute(
-        "SELECT id, received_at FROM events WHERE id > ? ORDER BY id LIMIT 1", (after,)
-    ).fetchone()
-    if first is None or first[1] >= cutoff:
-        return 0, 0, None
-    gone = conn.execute(
-        "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.id >= ?"
-        " AND e.id < ? AND e.received_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.event_id = e.id))"
-        " RETURNING domain, uuid",
-        (first[0], first[0] + chunk, cutoff),
-    ).fetchall()
-    objects = 0
-    for domain, uuid in set(map(tuple, gone)):
-        objects += conn.execute(
-            "DELETE FROM crm_objects WHERE call_key = ?"
-            " AND NOT EXISTS (SELECT 1 FROM events WHERE domain = ? AND uuid = ?)",
-            (call_key(domain, uuid), domain, uuid),
-        ).rowcount
-    return len(gone), objects, first[0] + chunk - 1
+    return await storage.prune(cutoff, chunk)
 
 
 class Pruner:
@@ -95,12 +40,12 @@ class Pruner:
 
     def __init__(
         self,
-        db: Database,
+        storage: Storage,
         retention_days: float,
         clock: Callable[[], float] = time.time,
         every: float = EVERY,
     ) -> None:
-        self._db = db
+        self._storage = storage
         self._keep = retention_days * 86400
         self._clock = clock
         self._every = every
@@ -119,8 +64,8 @@ class Pruner:
         """What is older than this goes: retention before now, but never before the newest
         event seen (ids grow with arrival), whatever the clock says."""
         now = self._clock()
-        row = await self._db.fetchone("SELECT received_at FROM events ORDER BY id DESC LIMIT 1")
-        newest = now if row is None else min(now, row[0])
+        newest_at = await self._storage.newest_event_at()
+        newest = now if newest_at is None else min(now, newest_at)
         if now - newest > self._keep:
             log.info(
                 "retention: the newest event is older than the retention period; rows are"
@@ -130,13 +75,17 @@ class Pruner:
         return newest - self._keep
 
     async def once(self) -> dict[str, int]:
-        return await prune(self._db, await self.cutoff())
+        return await prune(self._storage, await self.cutoff())
 
     async def _run(self) -> None:
         while True:
             try:
+                # One replica prunes at a time (the others find the lead taken and wait).
+                if not await self._storage.try_lead(LEAD):
+                    await asyncio.sleep(self._every)
+                    continue
                 deleted = await self.once()
-            except (StorageError, sqlite3.Error) as exc:
+            except StorageError as exc:
                 log.error("retention: could not prune old rows", error=str(exc))
             else:
                 if any(deleted.values()):

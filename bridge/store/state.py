@@ -3,15 +3,20 @@
 ``crm_objects`` remembers what a CRM already holds for one call (contact id, call id, a
 half-finished multi-step registration), so a retry or a redelivered webhook never creates a
 second object. ``adapter_state`` keeps long-lived adapter data such as refreshed OAuth tokens,
-so a restart does not log the bridge out.
+so a restart does not log the bridge out. Both are ports of :class:`Storage`; an adapter
+never sees the database.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
-from bridge.store.db import Database
+if TYPE_CHECKING:
+    from bridge.adapter.locks import ProcessLocks
+    from bridge.store.ports import Storage
 
 
 def call_key(domain: str, uuid: str) -> str:
@@ -24,45 +29,74 @@ class CallState:
     """What one adapter has created in its CRM for one call."""
 
     def __init__(
-        self, db: Database, adapter: str, call_key: str, clock: Callable[[], float] = time.time
+        self, storage: Storage, adapter: str, call_key: str, clock: Callable[[], float] = time.time
     ) -> None:
-        self._db = db
+        self._storage = storage
         self._adapter = adapter
         self._key = call_key
         self._clock = clock
 
     async def get(self, name: str) -> str | None:
-        row = await self._db.fetchone(
-            "SELECT value FROM crm_objects WHERE adapter = ? AND call_key = ? AND name = ?",
-            (self._adapter, self._key, name),
-        )
-        return None if row is None else row[0]
+        return await self._storage.call_record(self._adapter, self._key, name)
 
     async def put(self, name: str, value: str) -> None:
-        await self._db.write(
-            "INSERT OR REPLACE INTO crm_objects (adapter, call_key, name, value, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (self._adapter, self._key, name, value, self._clock()),
-        )
+        await self._storage.put_call_record(self._adapter, self._key, name, value, self._clock())
 
 
 class AdapterState:
-    """Durable per-adapter values (OAuth token pairs, cached ids)."""
+    """Durable per-adapter values (OAuth token pairs, cached ids), and a lock shared by every
+    process on the storage (one OAuth refresh at a time across replicas)."""
 
-    def __init__(self, db: Database, adapter: str, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
+    def __init__(
+        self, storage: Storage, adapter: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._storage = storage
         self._adapter = adapter
         self._clock = clock
 
     async def get(self, key: str) -> str | None:
-        row = await self._db.fetchone(
-            "SELECT value FROM adapter_state WHERE adapter = ? AND key = ?", (self._adapter, key)
-        )
-        return None if row is None else row[0]
+        return await self._storage.adapter_value(self._adapter, key)
 
     async def put(self, key: str, value: str) -> None:
-        await self._db.write(
-            "INSERT OR REPLACE INTO adapter_state (adapter, key, value, updated_at)"
-            " VALUES (?, ?, ?, ?)",
-            (self._adapter, key, value, self._clock()),
-        )
+        await self._storage.put_adapter_value(self._adapter, key, value, self._clock())
+
+    @property
+    def locks(self) -> ProcessLocks:
+        """The storage's cross-process locks (the OAuth refresh holds one)."""
+        return self._storage.locks
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Held by one process at a time across every replica (e.g. ``lock("oauth")``)."""
+        return self._storage.lock(f"adapter:{self._adapter}:{name}")
+
+
+class LocalRecords:
+    """The ``local`` adapter's contacts, calls and tasks (its own tables, via the storage).
+
+    Any adapter may use it to keep the calls it wrote inside the bridge; ``pbx-bridge calls``
+    and ``tasks`` list them.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    @property
+    def where(self) -> str:
+        return self._storage.where
+
+    async def contact(self, phone: str) -> dict[str, Any] | None:
+        return await self._storage.local_contact(phone)
+
+    async def add_contact(
+        self, contact_id: str, phone: str, name: str, owner_id: str | None, created_at: str
+    ) -> dict[str, Any]:
+        return await self._storage.local_add_contact(contact_id, phone, name, owner_id, created_at)
+
+    async def add(self, kind: str, row: dict[str, Any]) -> int:
+        return await self._storage.local_add(kind, row)
+
+    async def list(self, kind: str, limit: int = 50) -> list[dict[str, Any]]:
+        return await self._storage.local_list(kind, limit)
+
+    async def count(self, kind: str) -> int:
+        return await self._storage.local_count(kind)

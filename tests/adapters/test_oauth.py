@@ -8,14 +8,14 @@ import pytest
 
 from bridge.adapter.errors import Permanent
 from bridge.adapter.oauth import OAuthTokens, TokenPair
-from bridge.store.db import Database
+from bridge.store.sqlite import SQLiteStorage
 from bridge.store.state import AdapterState
 from tests.conftest import FakeClock
 
 
 @pytest.fixture
 async def db(tmp_path):
-    database = await Database.open(tmp_path / "o.db")
+    database = await SQLiteStorage.open(tmp_path / "o.db")
     yield database
     await database.close()
 

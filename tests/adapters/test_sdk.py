@@ -208,7 +208,7 @@ async def test_skipped_is_booked_done_with_its_label_and_never_remembered(
     job = await h.deliver(payload)
     assert job.status == "done" and job.result == "skipped: Demo keeps answered calls only"
     # Not stored as a CRM id: nothing of this call is in crm_objects.
-    rows = await h.db.fetchall("SELECT name FROM crm_objects")
+    rows = await h.db.db.fetchall("SELECT name FROM crm_objects")
     assert rows == []
     # The worker's metric counts it as skipped, not done.
     metrics = h.worker._metrics.jobs

@@ -21,7 +21,7 @@ import pytest
 from bridge.adapter.locks import FileLocks
 from bridge.adapter.oauth import OAuthTokens, TokenPair
 from bridge.samples import sample
-from bridge.store.db import Database
+from bridge.store.sqlite import SQLiteStorage
 from bridge.store.state import AdapterState
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
@@ -120,7 +120,7 @@ async def test_check_beside_serve_never_breaks_serve(tmp_path, vendor):
         await serve.close()
 
 
-def tokens_on(db: Database, clock: FakeClock, calls: list[str]) -> OAuthTokens:
+def tokens_on(db: SQLiteStorage, clock: FakeClock, calls: list[str]) -> OAuthTokens:
     async def refresh(token: str) -> TokenPair:
         calls.append(token)
         await asyncio.sleep(0.05)  # a slow vendor: the other side must wait, not race
@@ -131,15 +131,15 @@ def tokens_on(db: Database, clock: FakeClock, calls: list[str]) -> OAuthTokens:
         refresh,
         initial_refresh_token="first",
         clock=clock,
-        locks=FileLocks.beside(db.path),
+        locks=FileLocks.beside(db.db.path),
         lock_name="oauth:crm",
     )
 
 
 async def test_two_connections_refreshing_at_once_refresh_once(tmp_path):
     clock, calls = FakeClock(), []
-    a = await Database.open(tmp_path / "shared.db")
-    b = await Database.open(tmp_path / "shared.db")
+    a = await SQLiteStorage.open(tmp_path / "shared.db")
+    b = await SQLiteStorage.open(tmp_path / "shared.db")
     try:
         got = await asyncio.gather(
             tokens_on(a, clock, calls).access_token(), tokens_on(b, clock, calls).access_token()
@@ -166,9 +166,9 @@ CHILD = textwrap.dedent(
 
 
 async def test_another_process_holding_the_lock_is_waited_for(tmp_path):
-    db = await Database.open(tmp_path / "shared.db")
+    db = await SQLiteStorage.open(tmp_path / "shared.db")
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db.path), "0.6"],
+        [sys.executable, "-c", CHILD, str(db.db.path), "0.6"],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
@@ -177,7 +177,7 @@ async def test_another_process_holding_the_lock_is_waited_for(tmp_path):
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with FileLocks.beside(db.path).hold("oauth:crm"):
+        async with FileLocks.beside(db.db.path).hold("oauth:crm"):
             waited = loop.time() - started
         assert waited > 0.3  # it waited for the child, without blocking this loop
         ticks = 0
@@ -190,14 +190,14 @@ async def test_another_process_holding_the_lock_is_waited_for(tmp_path):
 
         # While waiting on another process, the event loop keeps running.
         child2 = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(db.path), "0.4"],
+            [sys.executable, "-c", CHILD, str(db.db.path), "0.4"],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": os.getcwd()},
         )
         assert child2.stdout is not None and child2.stdout.readline().strip() == "held"
         ticker = asyncio.create_task(tick())
-        async with FileLocks.beside(db.path).hold("oauth:crm"):
+        async with FileLocks.beside(db.db.path).hold("oauth:crm"):
             pass
         ticker.cancel()
         child2.wait(5)
@@ -210,7 +210,7 @@ async def test_another_process_holding_the_lock_is_waited_for(tmp_path):
 async def test_a_stored_pair_survives_in_json(tmp_path):
     # The record format other processes (and older versions) read is unchanged.
     clock, calls = FakeClock(), []
-    db = await Database.open(tmp_path / "x.db")
+    db = await SQLiteStorage.open(tmp_path / "x.db")
     try:
         await tokens_on(db, clock, calls).access_token()
         stored = json.loads(await AdapterState(db, "crm").get("oauth") or "{}")

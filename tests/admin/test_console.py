@@ -222,7 +222,14 @@ async def test_calls_search_by_any_format_uuid_and_dates(console_settings, start
     assert bad.status == 400 and "from" in await bad.text()
 
 
-async def test_call_page_shows_events_jobs_and_crm_ids(console_settings, start_bridge):
+async def test_call_page_shows_events_jobs_and_crm_ids(console_settings, start_bridge, monkeypatch):
+    from adapters.local.adapter import LocalAdapter
+
+    def crm_url(self: Any, name: str, value: str) -> str | None:
+        return f"https://crm.example/{name}/{value}" if name == "log_call" else None
+
+    # An adapter that knows its CRM's URLs gets its ids linked (crm_url is optional).
+    monkeypatch.setattr(LocalAdapter, "crm_url", crm_url, raising=False)
     settings = console_settings()
     client = await start_bridge(settings)
     body = sample("call_end")
@@ -234,7 +241,7 @@ async def test_call_page_shows_events_jobs_and_crm_ids(console_settings, start_b
     assert "call_end" in text and "NORMAL_CLEARING" in text
     assert 'data-status="done"' in text and "log_call" in text
     crm = db.execute("SELECT value FROM crm_objects WHERE name = 'log_call'").fetchone()[0]
-    assert crm in text
+    assert f'href="https://crm.example/log_call/{crm}"' in text
     assert (await client.get("/admin/calls/no-such-call")).status == 404
 
 
@@ -364,19 +371,21 @@ def test_admin_settings_refuse_weak_values(bad, tmp_path):
     assert f"admin.{key}" in str(err.value) and bad not in str(err.value)
 
 
-async def test_search_uses_the_background_index(console_settings, start_bridge):
-    from bridge.admin import queries
-    from bridge.store.db import Database
+async def test_search_uses_the_background_index(console_settings, start_bridge, monkeypatch):
+    from bridge.admin import intake, queries
+    from bridge.store.sqlite import SQLiteStorage
+
+    monkeypatch.setattr(intake, "PRUNE_EVERY", 1e12)  # only this test prunes
 
     settings = console_settings()
     client = await start_bridge(settings)
     wanted = {**sample("call_end"), "callee": "+7 (916) 765-43-21"}
     assert (await client.post(WEBHOOK, data=wanted)).status == 200
     assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
-    db = await Database.open(settings.storage.path)
+    db = await SQLiteStorage.open(settings.storage.path)
     try:
-        assert await queries.index_calls(db) == 2
-        keys = {r[0] for r in await db.fetchall("SELECT key FROM admin_call_index")}
+        await queries.index_calls(db)  # (the app's own loop may have done it already)
+        keys = {r[0] for r in await db.db.fetchall("SELECT key FROM admin_call_index")}
         assert "p:9167654321" in keys and f"u:{wanted['uuid']}" in keys
         # Everything is indexed: the scan covers no event, so these hits come from the index.
         for q in ("89167654321", wanted["uuid"]):
@@ -384,5 +393,11 @@ async def test_search_uses_the_background_index(console_settings, start_bridge):
             text = await (await client.get("/admin/calls", params={"q": q})).text()
             assert wanted["uuid"] in text, q
         assert await queries.index_calls(db) == 0
+        # Retention deleted the first event: its index entries go, the second's stay.
+        await db.db.write("DELETE FROM jobs WHERE event_id = 1")
+        await db.db.write("DELETE FROM events WHERE id = 1")
+        assert await queries.prune_index(db, chunk=1) == 2  # its number and its uuid
+        left = {r[0] for r in await db.db.fetchall("SELECT event_id FROM admin_call_index")}
+        assert left == {2}
     finally:
         await db.close()

@@ -21,7 +21,7 @@ from bridge.cli import main
 from bridge.metrics import Metrics
 from bridge.samples import sample
 from bridge.settings import Settings
-from bridge.store.db import Database
+from bridge.store.sqlite import SQLiteStorage
 from tests.alerts.fakes import BOT_TOKEN, CHAT_ID, FakeTelegram, free_port, smtp_server
 from tests.conftest import WEBHOOK
 
@@ -46,22 +46,24 @@ async def telegram() -> AsyncIterator[tuple[FakeTelegram, str]]:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "bridge.db")
+async def db(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
+    database = await SQLiteStorage.open(tmp_path / "bridge.db")
     yield database
     await database.close()
 
 
-async def _job(db: Database, at: float, status: str, adapter: str = "local", **kw: Any) -> None:
+async def _job(
+    db: SQLiteStorage, at: float, status: str, adapter: str = "local", **kw: Any
+) -> None:
     body = sample("call_end")
     event_id = (
-        await db.write(
+        await db.db.write(
             "INSERT INTO events (domain, uuid, event, payload, received_at, recovered)"
             " VALUES ('d', ?, 'call_end', ?, ?, ?) RETURNING id",
             (body["uuid"], json.dumps(body), at, kw.get("recovered", 0)),
         )
     )[0][0]
-    await db.write(
+    await db.db.write(
         "INSERT INTO jobs (event_id, adapter, action, status, due_at, created_at, updated_at,"
         " last_error) VALUES (?, ?, 'log_call', ?, ?, ?, ?, ?)",
         (event_id, adapter, status, at, at, at, kw.get("error")),
@@ -70,7 +72,7 @@ async def _job(db: Database, at: float, status: str, adapter: str = "local", **k
 
 @asynccontextmanager
 async def watching(
-    db: Database, url: str, metrics: Metrics | None = None
+    db: SQLiteStorage, url: str, metrics: Metrics | None = None
 ) -> AsyncIterator[tuple[Monitor, Clock]]:
     clock, settings = Clock(), _settings(url)
     async with httpx.AsyncClient() as client:

@@ -25,9 +25,9 @@ from bridge.metrics import Metrics
 from bridge.registry import configured
 from bridge.samples import sample
 from bridge.settings import Settings
-from bridge.store.db import Database
 from bridge.store.events import EventWriter, IncomingEvent
 from bridge.store.outbox import Outbox
+from bridge.store.sqlite import SQLiteStorage
 from tests.reliability import fakes
 from tests.reliability.process import free_port
 from tests.reliability.targets import CRM, CRMTarget
@@ -129,7 +129,7 @@ async def run(
         storage={"path": tmp / f"{target.name}-{next(_RUNS)}.db"},
         delivery={"retry_max_age_hours": max_age_hours},
     )
-    db = await Database.open(settings.storage.path)
+    db = await SQLiteStorage.open(settings.storage.path)
     adapters = configured(settings.adapters)
     delivery = Delivery.build(adapters, settings, db, Metrics(), clock)
     outbox = Outbox(db, clock)

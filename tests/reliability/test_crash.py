@@ -157,7 +157,8 @@ def _settings(tmp: Path, port: int, fakes: dict[str, FakeCRM]) -> Path:
             # tokens) does not also block the PBX, as on a real network.
             "trusted_proxies": ["127.0.0.1/32"],
         },
-        "storage": {"path": str(tmp / "bridge.db")},
+        # Short leases: a killed run's in-flight jobs are taken again 2 s after the restart.
+        "storage": {"path": str(tmp / "bridge.db"), "lease_seconds": 2},
         "delivery": {
             "retry_base_seconds": 0.05,
             "retry_max_delay_seconds": 0.5,

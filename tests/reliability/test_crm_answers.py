@@ -138,10 +138,10 @@ async def test_a_trickling_answer_meets_a_total_deadline(crm: str) -> None:
 async def test_the_onlinepbx_client_is_capped_too(crm: str, tmp_path: Any) -> None:
     from bridge.onlinepbx.client import ApiError, OnlinePBX
     from bridge.settings import OnlinePBXSettings
-    from bridge.store.db import Database
+    from bridge.store.sqlite import SQLiteStorage
 
-    db = await Database.open(tmp_path / "b.db")
-    await db.set_meta("onlinepbx_auth:pbx.example.com", "k:v")
+    db = await SQLiteStorage.open(tmp_path / "b.db")
+    await db.put_meta("onlinepbx_auth:pbx.example.com", "k:v")
     pbx = OnlinePBX(
         OnlinePBXSettings(domain="pbx.example.com", api_key="secret-key", base_url=crm), db
     )

@@ -69,14 +69,14 @@ async def _query_only(db: Any, on: bool) -> None:
 
 @asynccontextmanager
 async def read_only(app: Any) -> AsyncIterator[None]:
-    await _query_only(app[DB], True)
+    await _query_only(app[DB].db, True)
     yield
-    await _query_only(app[DB], False)
+    await _query_only(app[DB].db, False)
 
 
 @asynccontextmanager
 async def disk_full(app: Any) -> AsyncIterator[None]:
-    writes = FailingWrites(app[DB], "database or disk is full (injected)").install()
+    writes = FailingWrites(app[DB].db, "database or disk is full (injected)").install()
     writes.on = True
     yield
     writes.on = False
@@ -85,7 +85,7 @@ async def disk_full(app: Any) -> AsyncIterator[None]:
 @asynccontextmanager
 async def locked_by_another_process(app: Any) -> AsyncIterator[None]:
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(app[DB].path)],
+        [sys.executable, "-c", HOLD_LOCK, str(app[DB].db.path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -170,7 +170,7 @@ async def test_outcome_not_booked_while_db_fails_is_booked_once_it_recovers(
             },
         )
         client = await start_bridge(settings)
-        writes = FailingWrites(client.app[DB]).install()
+        writes = FailingWrites(client.app[DB].db).install()
 
         def fail_after_crm_call(_seen: Any) -> None:
             writes.on = True  # the CRM has the call; the bridge cannot write that down

@@ -19,10 +19,10 @@ from bridge.deliver.worker import AdapterWorker
 from bridge.keys import DB
 from bridge.metrics import Metrics
 from bridge.samples import sample
-from bridge.store.db import Database
 from bridge.store.events import EventWriter, IncomingEvent
 from bridge.store.outbox import Outbox
 from bridge.store.retention import Pruner, prune
+from bridge.store.sqlite import SQLiteStorage
 from tests.conftest import WEBHOOK, FakeClock, rows
 from tests.reliability.process import write_settings
 
@@ -43,11 +43,11 @@ def _one_job(event: str) -> list[tuple[str, str]]:
 async def test_database_and_its_wal_and_shm_are_0600(tmp_path: Path) -> None:
     old = os.umask(0o022)  # the usual umask: files come out 0644 unless the bridge says so
     try:
-        db = await Database.open(tmp_path / "fresh.db")
-        await db.set_meta("x", "y")
+        db = await SQLiteStorage.open(tmp_path / "fresh.db")
+        await db.put_meta("x", "y")
         existing = tmp_path / "old.db"
         existing.touch(mode=0o644)  # made by an older version
-        db2 = await Database.open(existing)
+        db2 = await SQLiteStorage.open(existing)
     finally:
         os.umask(old)
     try:
@@ -65,7 +65,7 @@ async def test_database_and_its_wal_and_shm_are_0600(tmp_path: Path) -> None:
 
 
 async def test_one_unstorable_event_does_not_fail_its_batch(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "b.db")
+    db = await SQLiteStorage.open(tmp_path / "b.db")
     writer = EventWriter(db, _one_job)
     try:
         bad = IncomingEvent("pbx.example.com", "u-bad", "call_end", {"f\udcff": "x"})
@@ -78,9 +78,9 @@ async def test_one_unstorable_event_does_not_fail_its_batch(tmp_path: Path) -> N
         assert not isinstance(results[0], BaseException), results
         assert not isinstance(results[2], BaseException), results
         assert isinstance(results[1], Exception)
-        stored = await db.fetchall("SELECT uuid FROM events ORDER BY uuid")
+        stored = await db.db.fetchall("SELECT uuid FROM events ORDER BY uuid")
         assert [r[0] for r in stored] == ["u-1", "u-2"]
-        jobs = await db.fetchall("SELECT COUNT(*) FROM jobs")
+        jobs = await db.db.fetchall("SELECT COUNT(*) FROM jobs")
         assert jobs[0][0] == 2
     finally:
         await db.close()
@@ -91,7 +91,7 @@ async def test_one_unstorable_event_does_not_fail_its_batch(tmp_path: Path) -> N
 
 async def test_a_retry_booked_with_the_clock_days_ahead_is_not_waited_out(tmp_path: Path) -> None:
     clock = FakeClock()
-    db = await Database.open(tmp_path / "b.db")
+    db = await SQLiteStorage.open(tmp_path / "b.db")
     try:
         await EventWriter(db, _one_job, clock=clock).submit(_event(1))
         outbox = Outbox(db, clock)
@@ -114,7 +114,7 @@ def test_a_retry_after_is_bounded() -> None:
 
 async def test_a_start_with_the_clock_far_ahead_keeps_fresh_dedup_rows(tmp_path: Path) -> None:
     clock = FakeClock()
-    db = await Database.open(tmp_path / "b.db")
+    db = await SQLiteStorage.open(tmp_path / "b.db")
     try:
         writer = EventWriter(db, lambda event: [], clock=clock)
         await writer.submit(_event("old"))
@@ -122,7 +122,7 @@ async def test_a_start_with_the_clock_far_ahead_keeps_fresh_dedup_rows(tmp_path:
         await writer.submit(_event("fresh"))
         clock.advance(365 * DAY)  # started with a clock a year ahead
         await Pruner(db, retention_days=30, clock=clock).once()
-        left = [r[0] for r in await db.fetchall("SELECT uuid FROM events")]
+        left = [r[0] for r in await db.db.fetchall("SELECT uuid FROM events")]
         assert left == ["u-fresh"], left  # the old one may go, the newest ones never
         assert (await writer.submit(_event("fresh"))).duplicate
     finally:
@@ -184,7 +184,7 @@ class _Failing:
 
 async def test_outbox_retry_of_a_job_dead_of_old_age_restarts_its_age(tmp_path: Path) -> None:
     clock = FakeClock()
-    db = await Database.open(tmp_path / "b.db")
+    db = await SQLiteStorage.open(tmp_path / "b.db")
     try:
         await EventWriter(db, _one_job, clock=clock).submit(_event(1))
         outbox = Outbox(db, clock)
@@ -196,7 +196,7 @@ async def test_outbox_retry_of_a_job_dead_of_old_age_restarts_its_age(tmp_path: 
         worker = AdapterWorker(_Failing(), outbox, Backoff(), Metrics(), concurrency=1, clock=clock)  # type: ignore[arg-type]
         (again,) = await outbox.claim("crm", 1)
         await worker.process(again)
-        status = await db.fetchone("SELECT status, attempts FROM jobs")
+        status = await db.db.fetchone("SELECT status, attempts FROM jobs")
         assert tuple(status) == ("pending", 1), tuple(status)  # a real new round of tries
     finally:
         await db.close()
@@ -216,12 +216,12 @@ async def test_readyz_is_red_while_event_commits_fail(
         "CREATE TEMP TRIGGER full BEFORE INSERT ON events"
         " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
     )
-    await db.run(lambda conn: conn.execute(trigger))
+    await db.db.run(lambda conn: conn.execute(trigger))
     assert (await client.post(WEBHOOK, data=sample("call_end", uuid="r-1"))).status == 503
     ready = await client.get("/readyz")
     assert ready.status == 503, await ready.text()
     assert "disk is full" in (await ready.json())["checks"]["database"]
-    await db.run(lambda conn: conn.execute("DROP TRIGGER temp.full"))
+    await db.db.run(lambda conn: conn.execute("DROP TRIGGER temp.full"))
     ready = await client.get("/readyz")  # no webhook needed to turn green again
     assert ready.status == 200, await ready.text()
     assert (await client.post(WEBHOOK, data=sample("call_end", uuid="r-2"))).status == 200

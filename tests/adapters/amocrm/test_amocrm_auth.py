@@ -76,10 +76,8 @@ async def _after_restart(h, clock, token, search) -> None:
     assert form(token, 1)["grant_type"] == "refresh_token"
     assert form(token, 1)["refresh_token"] == "refresh-1"
     assert search.calls[-1].request.headers["authorization"] == "Bearer access-2"
-    stored = await h.db.fetchone(
-        "SELECT value FROM adapter_state WHERE adapter = 'amocrm' AND key = 'oauth'"
-    )
-    assert json.loads(stored[0])["refresh_token"] == "refresh-2"
+    stored = await h.db.adapter_value("amocrm", "oauth")
+    assert json.loads(stored)["refresh_token"] == "refresh-2"
 
 
 async def test_401_refreshes_once_and_resends(tmp_path, no_unmocked_http):
