@@ -2,6 +2,7 @@
 a CRM's limit.
 
     python -m bench.replicas [--seconds 10] [--rounds 3] [--connections 32] [--calls 210]
+        [--part all|ingest|delivery]
 
 Needs a PostgreSQL server (``PBX_BRIDGE_TEST_POSTGRES``, default
 ``postgresql://postgres@127.0.0.1:5432/test``); every bridge run gets a fresh schema, dropped
@@ -154,8 +155,10 @@ async def main(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(f"load generator: {generator()}; PostgreSQL at {server}")
     print(f"{args.connections} connections, {args.seconds:g} s per run, {args.rounds} rounds\n")
-    await ingest(server, args.seconds, args.rounds, args.connections)
-    await delivery(server, args.calls, args.latency)
+    if args.part in ("all", "ingest"):
+        await ingest(server, args.seconds, args.rounds, args.connections)
+    if args.part in ("all", "delivery"):
+        await delivery(server, args.calls, args.latency)
     print("\ntargets: delivery >= 0.95x the limit, 0 over it")
 
 
@@ -166,4 +169,5 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--calls", type=int, default=210)
     parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--part", choices=("all", "ingest", "delivery"), default="all")
     asyncio.run(main(parser.parse_args()))

@@ -16,11 +16,23 @@ from bridge.admin import PREFIX as ADMIN_PREFIX
 from bridge.admin import Intake, admin_app, intake_ctx
 from bridge.alerts import alerts_ctx
 from bridge.deliver.service import Delivery, job_planner
-from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, LINKS, METRICS, SETTINGS, TOKEN, WRITER
+from bridge.keys import (
+    CLOCK,
+    DB,
+    DELIVERY,
+    INTAKE,
+    LINKS,
+    METRICS,
+    SETTINGS,
+    TOKEN,
+    TOKEN_NEW,
+    WRITER,
+)
 from bridge.metrics import Metrics
 from bridge.onlinepbx.links import ROUTE as RECORDING_ROUTE
 from bridge.onlinepbx.recordings import handle_recording
 from bridge.onlinepbx.service import recordings_ctx, sweep_ctx
+from bridge.ops import bearer_ok, split_listeners, unauthorized
 from bridge.receive.throttle import BadTokenThrottle
 from bridge.receive.webhook import THROTTLE, handle_webhook
 from bridge.redact import REDACTOR
@@ -36,11 +48,12 @@ ADAPTERS = web.AppKey("adapters", list[ConfiguredAdapter])
 
 
 async def webhook_token(db: Storage, settings: Settings) -> tuple[str, bool]:
-    """The configured token, else the one generated on first start; (token, generated)."""
+    """The configured token, else the one generated on first start; (token, generated now)."""
     if settings.server.webhook_token is not None:
         return settings.server.webhook_token.get_secret_value(), False
-    token = await db.put_meta_if_absent("webhook_token", secrets.token_urlsafe(24))
-    return token, True
+    fresh = secrets.token_urlsafe(24)
+    token = await db.put_meta_if_absent("webhook_token", fresh)
+    return token, token == fresh
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
@@ -48,7 +61,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     db = await open_storage(settings.storage)
     try:
         await db.hold_instance()  # SQLite: a second serve on one file stops here
-        token, _generated = await webhook_token(db, settings)
+        token, generated = await webhook_token(db, settings)
         # Only EXPIRED leases: jobs another live replica is running stay its own.
         requeued = await Outbox(db, app[CLOCK]).requeue_expired()
     except BaseException:
@@ -57,6 +70,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[DB] = db
     REDACTOR.add(token)
     app[TOKEN] = token
+    app[TOKEN_NEW] = generated
     log.info("storage open", backend=db.backend, where=db.where, schema=db.migrated[1])
     if requeued:
         log.info("jobs whose worker died are pending again", count=requeued)
@@ -119,6 +133,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
+    # Outbox counts and adapter names are not for the internet (docs/DEPLOY.md).
+    if not bearer_ok(request, request.app[SETTINGS].server.metrics_token):
+        return unauthorized()
     metrics = request.app[METRICS]
     try:
         counts = await Outbox(request.app[DB]).counts()
@@ -153,7 +170,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     problems = check_templates(settings.schedule.templates)
     if problems:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[json_errors, split_listeners],
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = Metrics()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.phones import Extension, NumberParser, Phone
+from bridge.safetext import clean
 
 BUSY_CAUSES = frozenset({"USER_BUSY"})
 FAILED_CAUSES = frozenset(
@@ -141,15 +142,15 @@ def build_call(payload: dict[str, Any], parser: NumberParser, *, recovered: bool
         event=event,
         direction=direction,
         client=client,
-        client_raw=client_raw,
+        client_raw=clean(client_raw),
         extension=extension,
-        gateway=str(payload.get("gateway") or ""),
+        gateway=clean(str(payload.get("gateway") or "")),
         started_at=started,
         ended_at=ended,
         total_seconds=total,
         talk_seconds=talk,
-        hangup_cause=str(payload.get("hangup_cause") or ""),
-        hangup_by=str(payload.get("hangup_by") or ""),
+        hangup_cause=clean(str(payload.get("hangup_cause") or "")),
+        hangup_by=clean(str(payload.get("hangup_by") or "")),
         recording_url=str(payload.get("download_url") or "") or None,
         recovered=recovered,
         raw=payload,

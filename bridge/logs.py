@@ -3,6 +3,9 @@
 Every line carries ``msg``; lines about a call also carry ``uuid`` and ``event`` (the
 onlinePBX event type, passed as ``_event`` because structlog reserves ``event``), and lines
 about a job ``adapter`` and ``job_id``.
+
+Libraries' stdlib logging (aiohttp's "Error handling request" with the raw request line, and
+asyncio's loop errors) goes through the same chain, so it is JSON and masked too.
 """
 
 from __future__ import annotations
@@ -37,19 +40,60 @@ def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current ``sys.stderr`` (replaced by tests and daemons)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+_STDLIB_HANDLER: logging.Handler | None = None
+# level, time, traceback as text, then secrets masked (last: the traceback may quote one)
+_STAMPED_AND_MASKED = (
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+    redact_secrets,
+)
+
+
+def _route_stdlib_logging(level: str, renderer: Any) -> None:
+    """The root logger's one handler renders through structlog, secrets masked."""
+    global _STDLIB_HANDLER
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                *_STAMPED_AND_MASKED,
+                structlog.processors.EventRenamer("msg"),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    if _STDLIB_HANDLER is not None:
+        root.removeHandler(_STDLIB_HANDLER)
+    root.addHandler(handler)
+    root.setLevel(max(logging.getLevelName(level), logging.INFO))
+    _STDLIB_HANDLER = handler
+
+
 def configure(level: str = "INFO", fmt: str = "auto") -> None:
     """Log lines to stderr: JSON, or console rendering when stderr is a terminal."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
+    _route_stdlib_logging(level, renderer)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_secrets,
+            *_STAMPED_AND_MASKED,
             # Log calls pass the onlinePBX event as `_event`; the message moves to "msg".
             structlog.processors.EventRenamer("msg", replace_by="_event"),
             renderer,

@@ -1,8 +1,29 @@
-"""Prometheus metrics, one registry per app (so tests and embedders never collide)."""
+"""Prometheus metrics, one registry per app (so tests and embedders never collide).
+
+Label values come from bounded sets only: an ``event`` label is one of onlinePBX's event
+names or ``other`` (a sender can make up any name that passes validation, and every new value
+would be a new series kept for the life of the process), a CRM status code is a real HTTP code
+or ``other``.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# onlinePBX's webhook events (its panel's list); anything else is counted as "other"
+EVENTS = frozenset({"call_start", "call_user_start", "call_answered", "call_end", "call_missed"})
+OTHER = "other"
+CODE_WORDS = frozenset({"timeout", "network_error", "too_large"})
+
+
+def event_label(event: str) -> str:
+    return event if event in EVENTS or event == "-" else OTHER
+
+
+def code_label(code: str) -> str:
+    if code in CODE_WORDS or (code.isdigit() and 100 <= int(code) <= 599):
+        return code
+    return OTHER
 
 
 class Metrics:

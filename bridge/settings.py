@@ -51,6 +51,14 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ListenAddress(_Table):
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 class ServerSettings(_Table):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
@@ -67,6 +75,10 @@ class ServerSettings(_Table):
 
     metrics_token: SecretStr | None = Field(
         None, description="when set, GET /metrics needs 'Authorization: Bearer <token>'"
+    )
+    metrics_listen: ListenAddress | None = Field(
+        None,
+        description='"127.0.0.1:9101": serve /metrics (and /readyz, /healthz) only there',
     )
 
     @field_validator("webhook_token")
@@ -90,6 +102,18 @@ class ServerSettings(_Table):
                 "may hold only letters, digits and - . _ ~ (other characters are escaped in"
                 " URLs and the webhook would never match)"
             )
+        return v
+
+    @field_validator("metrics_listen", mode="before")
+    @classmethod
+    def _listen(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str):
+            host, sep, port = v.strip().rpartition(":")
+            if not sep or not port.isdigit():
+                raise ValueError('must be "HOST:PORT", e.g. "127.0.0.1:9101"')
+            v = {"host": host.strip("[]") or "0.0.0.0", "port": int(port)}
+        if isinstance(v, dict) and v.get("port") == info.data.get("port"):
+            raise ValueError("must use another port than server.port")
         return v
 
     @field_validator("metrics_token")

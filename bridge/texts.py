@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.call import Call
+from bridge.safetext import clean
 
 DEFAULTS: dict[str, dict[str, str]] = {
     "ru": {
@@ -90,7 +91,8 @@ class Texts:
         }
 
     def render(self, key: str, call: Call) -> str:
-        return self.templates[key].format_map(self.values(call))
+        # the values come from the webhook: no controls or bidi overrides into the CRM
+        return clean(self.templates[key].format_map(self.values(call)))
 
     def call_title(self, call: Call) -> str:
         return self.render(f"call_title_{call.direction}", call)

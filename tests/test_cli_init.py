@@ -83,7 +83,7 @@ def test_init_rejects_unknown_keys_and_crms(tmp_path, capsys):
 
 
 def test_init_asks_on_a_terminal(tmp_path, monkeypatch, capsys):
-    answers = iter(["nope", "http", "https://crm.internal/pbx", "", "", ""])
+    answers = iter(["nope", "http", "", "", ""])
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -91,7 +91,8 @@ def test_init_asks_on_a_terminal(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr("sys.stdin", Tty())
     monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
-    secrets = iter(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+    # the http adapter's url is a secret (a catch-hook URL is its own key): asked unechoed
+    secrets = iter(["https://crm.internal/pbx", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
     monkeypatch.setattr("getpass.getpass", lambda prompt: next(secrets))
     path = tmp_path / "s.toml"
     assert main(["init", "-c", str(path)]) == 0

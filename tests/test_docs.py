@@ -38,6 +38,26 @@ def test_every_builtin_crm_adapter_is_documented():
         assert (ROOT / manifest.docs).is_file(), f"{name}: {manifest.docs} is missing"
 
 
+def test_deploy_guide_matches_the_code(tmp_path):
+    """docs/DEPLOY.md: its settings load, its uid is the image's, its proxies hide /metrics."""
+    deploy = (ROOT / "docs" / "DEPLOY.md").read_text()
+    [toml_block] = re.findall(r"```toml\n(.*?)```", deploy, re.S)
+    path = tmp_path / "settings.toml"
+    path.write_text(toml_block)
+    settings = load_settings(path)
+    assert str(settings.server.metrics_listen) == "127.0.0.1:9101"
+    uid = re.search(r"--uid (\d+)", (ROOT / "Dockerfile").read_text()).group(1)
+    assert f"uid {uid}" in deploy and f"-o {uid}" in deploy
+    unit = re.search(r"```ini\n(.*?)```", deploy, re.S).group(1)
+    assert "LimitNOFILE=" in unit and "ExecStart=" in unit
+    caddy = re.search(r"```\n(\{.*?)```", deploy, re.S).group(1)
+    nginx = re.search(r"```nginx\n(.*?)```", deploy, re.S).group(1)
+    assert "read_header" in caddy and "@operator path /metrics /readyz" in caddy
+    assert "client_header_timeout" in nginx
+    assert "location = /metrics { return 404; }" in nginx and "location = /readyz" in nginx
+    assert "metrics_token" in deploy
+
+
 FIRST = ("local", "http")  # the two generic adapters open the README table, then the CRMs
 
 

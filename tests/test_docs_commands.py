@@ -116,8 +116,7 @@ def commands_in(code: str) -> list[list[str]]:
         if token not in SHELL_OPERATORS:
             segment.append(token)
             continue
-        while segment and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", segment[0]):
-            segment.pop(0)  # FOO=bar pbx-bridge …
+        segment = _program_first(segment)
         if segment and segment[0].rsplit("/", 1)[-1] == "pbx-bridge":
             found.append(segment[1:])
         elif (
@@ -128,6 +127,32 @@ def commands_in(code: str) -> list[list[str]]:
             found.append(segment[3:])
         segment = []
     return found
+
+
+WRAPPERS = {"sudo", "env", "exec", "nohup", "time"}
+WRAPPER_OPTIONS_WITH_VALUE = {"-u", "-g", "--user", "--group"}
+
+
+def _program_first(segment: list[str]) -> list[str]:
+    """Drop what runs the program: ``FOO=bar``, ``sudo -u user``, ``env``; a systemd unit's
+    ``ExecStart=/x/pbx-bridge`` becomes the program itself."""
+    segment = list(segment)
+    while segment:
+        head = segment[0]
+        assignment = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=(.*)", head)
+        unit_line = assignment and head.startswith("Exec")
+        if unit_line and assignment.group(1).rsplit("/", 1)[-1] == "pbx-bridge":
+            segment[0] = assignment.group(1)
+            return segment
+        if assignment or head in WRAPPERS:
+            segment.pop(0)
+            while head == "sudo" and segment and segment[0].startswith("-"):
+                option = segment.pop(0)
+                if option in WRAPPER_OPTIONS_WITH_VALUE and segment:
+                    segment.pop(0)
+            continue
+        return segment
+    return segment
 
 
 def shown_commands() -> list[Shown]:
@@ -233,6 +258,9 @@ def _command_names() -> list[str]:
         ("    pbx-bridge backfill --since DATE [--until DATE] [--dry-run]\n", False),
         ("    pbx-bridge backfill [--dry-run]\n", True),  # --since is required
         ("`pbx-bridge nosuchcommand`", True),
+        ("```ini\nExecStart=/opt/x/.venv/bin/pbx-bridge serve --confg /etc/s.toml\n```\n", True),
+        ("```sh\nsudo -u pbx-bridge /opt/x/bin/pbx-bridge check --adaptr x\n```\n", True),
+        ("```sh\nsudo -u pbx-bridge /opt/x/bin/pbx-bridge check --adapter x\n```\n", False),
     ],
 )
 def test_the_check_catches_a_wrong_doc(tmp_path, doc, bad):

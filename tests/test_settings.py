@@ -54,7 +54,7 @@ def test_environment_overrides_file_nested_with_double_underscore(tmp_path, monk
     s = load_settings(write(tmp_path, EXAMPLE))
     assert s.server.port == 7000
     [hook] = configured(s.adapters)
-    assert hook.settings.url == "https://other.example/h"
+    assert hook.settings.url.get_secret_value() == "https://other.example/h"
     assert hook.settings.secret.get_secret_value() == "s3cret-value"  # rest of the table kept
 
 

@@ -52,8 +52,9 @@ class HttpAdapter(Adapter):
 
     def __init__(self, settings: HttpSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self.api = Receiver(settings, ctx, base_url=settings.url)
-        self._host = httpx.URL(settings.url).host
+        self._url = settings.url.get_secret_value()
+        self.api = Receiver(settings, ctx, base_url=self._url)
+        self._host = httpx.URL(self._url).host
 
     async def _post(self, kind: str, call: Call, body: dict[str, Any]) -> str:
         msg_id = (
@@ -77,7 +78,7 @@ class HttpAdapter(Adapter):
             ),
         }
         await self.api.request(
-            "POST", self.settings.url, what=f"POST {self._host}", content=raw, headers=headers
+            "POST", self._url, what=f"POST {self._host}", content=raw, headers=headers
         )
         return msg_id
 
@@ -110,7 +111,7 @@ class HttpAdapter(Adapter):
     async def check(self) -> CheckResult:
         # Below 500 the answer is read here; 5xx follows the common rules (retryable).
         answer = await self.api.request(
-            "OPTIONS", self.settings.url, what=f"OPTIONS {self._host}", allow=range(200, 500)
+            "OPTIONS", self._url, what=f"OPTIONS {self._host}", allow=range(200, 500)
         )
         host, status = self._host, answer.status
         note = f"{host} answered OPTIONS with HTTP {status}"

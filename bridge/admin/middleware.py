@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiohttp import web
 
 from bridge.admin.i18n import LANG_COOKIE, LANGS, choose
 from bridge.admin.render import message
 from bridge.admin.session import COOKIE, CSRF, CSRF_FIELD, LANG, NONCE, sessions
 from bridge.keys import SETTINGS
+from bridge.redact import REDACTOR
+from bridge.store import StorageError
+
+log = structlog.get_logger("bridge.admin")
 
 PUBLIC = {"admin_login", "admin_login_post", "admin_static"}
 
@@ -62,7 +67,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 return _with_headers(message(request, 403, "csrf"))
     elif request.method == "POST" and not _same_origin(request):
         return _with_headers(message(request, 403, "csrf"))
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except StorageError as exc:  # a clear page, never a 500 (e.g. a report SQLite-only yet)
+        log.warning("console: storage unavailable", path=request.path, error=REDACTOR(str(exc)))
+        return _with_headers(message(request, 503, "storage", detail=REDACTOR(str(exc))))
     if request.query.get("lang") in LANGS:
         response.set_cookie(
             LANG_COOKIE, request[LANG], max_age=365 * 86400, httponly=True, samesite="Strict"

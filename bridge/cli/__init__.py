@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from bridge import logs
 from bridge.cli.base import CommandError, Commands, config_options
+from bridge.safetext import safe_output
 from bridge.settings import CONFIG_ENV, SettingsError, load_settings
 
 # In the order `pbx-bridge --help` lists them.
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # CRM answers and webhook values reach the terminal: no controls, no bidi tricks
+    with safe_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     mode = getattr(args, "settings_mode", "required")
     if mode == "none":

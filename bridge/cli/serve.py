@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bridge.app import create_app, webhook_token
 from bridge.cli.base import CommandError, Commands, open_database, webhook_url, with_db
+from bridge.receive import server
 from bridge.settings import Settings
 from bridge.store import Storage, StorageError
 from bridge.store.ports import redact_url
@@ -79,27 +80,41 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.server.host = args.host
     if args.port:
         settings.server.port = args.port
-    sock = bind(settings.server.host, settings.server.port)
+    socks = [bind(settings.server.host, settings.server.port)]
     try:
+        listen = settings.server.metrics_listen
+        if listen is not None:
+            socks.append(bind(listen.host, listen.port))
         _check_database(settings)
         app = create_app(settings)
     except BaseException:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise
     url = settings.storage.url
     database = redact_url(url.get_secret_value()) if url else Path(settings.storage.path).absolute()
 
     async def banner(app: web.Application) -> None:
-        from bridge.keys import TOKEN
+        from bridge.keys import TOKEN, TOKEN_NEW
 
-        token = app[TOKEN]
         configured_token = settings.server.webhook_token is not None
-        shown = webhook_url(settings, "<server.webhook_token>" if configured_token else token)
-        # Printed to the terminal once, never into the structured log (which masks it).
+        if configured_token:
+            shown = webhook_url(settings, "<server.webhook_token>")
+        elif app[TOKEN_NEW] and sys.stderr.isatty():
+            # The URL holds the secret: shown once, on the start that made it, and only to a
+            # terminal (never into log files or `docker logs`); `webhook-url` shows it again.
+            shown = webhook_url(settings, app[TOKEN])
+        else:
+            shown = "run `pbx-bridge webhook-url` to see it (it holds the secret token)"
         print(
             f"\npbx-bridge is listening on {settings.server.host}:{settings.server.port}\n"
             f"  database (storage.{'url' if url else 'path'}): {database}\n"
-            f"  onlinePBX webhook URL: {shown}\n"
+            + (
+                f"  /metrics, /readyz, /healthz on {settings.server.metrics_listen}\n"
+                if settings.server.metrics_listen
+                else ""
+            )
+            + f"  onlinePBX webhook URL: {shown}\n"
             f"  In onlinePBX: {TICK}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
             "  front and set server.public_url. `pbx-bridge webhook-url` prints this URL again.\n",
@@ -109,13 +124,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     app.on_startup.append(banner)
     try:
-        web.run_app(
-            app,
-            sock=sock,
-            print=None,
-            access_log=None,
-            shutdown_timeout=settings.server.shutdown_grace_seconds + 5,
-        )
+        server.run(app, socks=socks, shutdown_timeout=settings.server.shutdown_grace_seconds + 5)
     except StorageError as exc:  # a second serve on one SQLite file, an unreachable server…
         raise CommandError(str(exc), 1) from exc
     return 0

@@ -13,7 +13,7 @@ from bridge.call import CALL_END, CALL_MISSED
 from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.deliver.worker import AdapterWorker
-from bridge.metrics import Metrics
+from bridge.metrics import Metrics, code_label
 from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
 from bridge.redact import REDACTOR
@@ -52,7 +52,7 @@ def build_adapter(
         ),
         redactor=REDACTOR,
         records=LocalRecords(storage),
-        on_response=lambda code: counter.labels(configured.name, code).inc(),
+        on_response=lambda code: counter.labels(configured.name, code_label(code)).inc(),
         clock=clock,
         log=structlog.get_logger(f"adapters.{configured.name}").bind(adapter=configured.name),
     )

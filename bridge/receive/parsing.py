@@ -11,10 +11,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
+DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
 KNOWN_FIELDS = frozenset(
     {
@@ -82,7 +84,20 @@ def merge_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 422, "duplicate_field", f"{key} is given more than once with different values", key
             )
         out[key] = value
+    _encodable(out)
     return out
+
+
+def _encodable(fields: dict[str, Any]) -> None:
+    """Every name and value must be storable as UTF-8. A lone surrogate gets here from a JSON
+    escape (``"\\ud800"``) or from a multipart name with a byte that is not UTF-8 (decoded
+    with ``surrogateescape``); stored, it would fail the whole group commit it shares."""
+    try:
+        json.dumps(fields, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestRejected(
+            400, "bad_encoding", "a field name or value is not valid UTF-8 (lone surrogate)"
+        ) from exc
 
 
 def _decode(body: bytes) -> str:
@@ -116,12 +131,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise RequestRejected(400, "bad_json", f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, _Pairs):
         raise RequestRejected(422, "bad_json", "JSON body must be an object")
-    fields = merge_pairs([(k, _unpair(v, 1)) for k, v in data])
-    try:
-        json.dumps(fields, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:  # "\ud800": valid JSON, yet no UTF-8 can hold it
-        raise RequestRejected(400, "bad_encoding", "JSON holds a lone surrogate escape") from exc
-    return fields
+    return merge_pairs([(k, _unpair(v, 1)) for k, v in data])
 
 
 MAX_DEPTH = 32  # onlinePBX sends a flat object; nesting is only ever kept for unknown fields
@@ -139,8 +149,22 @@ def _unpair(value: Any, depth: int) -> Any:
     return value
 
 
+def _content_encoding(request: web.Request) -> None:
+    """aiohttp decodes gzip/deflate (and br with brotli installed) itself; anything else
+    would reach the parsers still encoded."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in DECODED_ENCODINGS:
+        raise RequestRejected(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding[:40]!r} is not accepted; send the body unencoded,"
+            " or gzip or deflate",
+        )
+
+
 async def read_fields(request: web.Request, max_bytes: int) -> dict[str, Any]:
     ctype = request.content_type
+    _content_encoding(request)
     try:
         if ctype == MULTIPART:
             post = await request.post()
@@ -157,6 +181,14 @@ async def read_fields(request: web.Request, max_bytes: int) -> dict[str, Any]:
         raise RequestRejected(413, "too_large", f"body is larger than {max_bytes} bytes") from exc
     except UnicodeDecodeError as exc:
         raise RequestRejected(400, "bad_encoding", "a form value is not valid UTF-8") from exc
+    except LookupError as exc:  # a multipart part naming a charset Python does not know
+        raise RequestRejected(400, "bad_encoding", f"unknown charset in a part: {exc}") from exc
+    except RuntimeError as exc:  # aiohttp: a part's unknown (transfer) encoding
+        raise RequestRejected(400, "bad_encoding", f"a part cannot be decoded: {exc}") from exc
+    except RequestPayloadError as exc:  # Content-Encoding says gzip, the body is not
+        raise RequestRejected(
+            400, "bad_encoding", "body does not decode as its Content-Encoding says"
+        ) from exc
     except ValueError as exc:  # malformed multipart
         raise RequestRejected(400, "bad_body", f"body cannot be read: {exc}") from exc
     if ctype == JSON:

@@ -233,11 +233,11 @@ async def test_local_keeps_the_contract_too(tmp_path):
         job = await h.deliver(payload)
         assert job.status == "done"
         await h.worker.process(job)
-        rows = await h.db.fetchall("SELECT id FROM local_calls WHERE uuid = 'local-twice'")
+        rows = await h.db.db.fetchall("SELECT id FROM local_calls WHERE uuid = 'local-twice'")
         assert len(rows) == 1
         again = await h.deliver(inbound("local-again"))
         assert again.status == "done"
-        contacts = await h.db.fetchall("SELECT id FROM local_contacts")
+        contacts = await h.db.db.fetchall("SELECT id FROM local_contacts")
         assert len(contacts) == 1  # found the second time, not created again
     finally:
         await h.close()

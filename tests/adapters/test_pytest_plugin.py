@@ -9,7 +9,7 @@ async def test_the_plugin_fixtures_run_an_adapter(pbx_harness, pbx_clock, pbx_sa
     assert job.status == "done" and job.result.startswith("call:")
     pbx_clock.advance(60)
     other = await pbx_harness("local", {})  # a second one gets its own database
-    assert await other.db.fetchall("SELECT id FROM local_calls") == []
+    assert await other.db.db.fetchall("SELECT id FROM local_calls") == []
 
 
 def test_the_plugin_is_registered_as_an_entry_point():

@@ -401,3 +401,20 @@ async def test_search_uses_the_background_index(console_settings, start_bridge, 
         assert left == {2}
     finally:
         await db.close()
+
+
+async def test_a_storage_failure_is_a_clear_page_not_a_500(
+    console_settings, start_bridge, monkeypatch
+):
+    from bridge.admin import queries
+    from bridge.store import StorageError
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("the console's reports need SQLite for now (postgresql)")
+
+    client = await start_bridge(console_settings())
+    await log_in(client)
+    monkeypatch.setattr(queries, "search_calls", broken)
+    r = await client.get("/admin/calls?lang=en")
+    assert r.status == 503
+    assert "need SQLite for now" in await r.text()

@@ -14,9 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from multidict import CIMultiDict
 
 from bridge.receive import access
+from bridge.receive.throttle import MAX_TRACKED, BadTokenThrottle
 from bridge.receive.webhook import THROTTLE
+from bridge.registry import configured
 from bridge.samples import sample
 from tests.conftest import TOKEN, WEBHOOK, rows
 from tests.reliability.crm_fakes import TEMPLATES
@@ -78,26 +81,41 @@ def test_no_measurable_timing_difference_between_near_miss_and_garbage() -> None
     assert 0.8 < a / b < 1.25
 
 
-async def test_repeated_bad_tokens_from_one_address_are_throttled(
+async def test_repeated_bad_tokens_are_throttled_and_the_right_token_always_gets_in(
     make_settings: Callable[..., Any], start_bridge: Callable[..., Any]
 ) -> None:
+    """#12 item 2: onlinePBX posts every customer's webhooks from shared addresses, so a
+    block that stops the right token lets anyone shut a bridge's intake."""
     settings = make_settings(server={"trusted_proxies": ["127.0.0.1/32"]})
     client = await start_bridge(settings)
     now = [0.0]
     guard = client.app[THROTTLE]
     guard._clock = lambda: now[0]
-    attacker, pbx = {"X-Forwarded-For": "203.0.113.9"}, {"X-Forwarded-For": "198.51.100.7"}
+    shared = {"X-Forwarded-For": "203.0.113.9"}  # the guesser and the PBX: one address
     for _ in range(guard.limit):
-        r = await client.post("/webhooks/onlinepbx/guess", data={}, headers=attacker)
+        r = await client.post("/webhooks/onlinepbx/guess", data={}, headers=shared)
         assert r.status == 404
-    blocked = await client.post(WEBHOOK, data=sample("call_end"), headers=attacker)
+    blocked = await client.post("/webhooks/onlinepbx/guess", data={}, headers=shared)
     assert blocked.status == 429 and int(blocked.headers["Retry-After"]) > 0
     assert (await blocked.json())["error"] == "too_many_requests"
-    # Blocked means blocked: even the right token gets nothing in, so guessing gains nothing.
-    assert await rows(settings, "SELECT COUNT(*) FROM events") == [(0,)]
-    assert (await client.post(WEBHOOK, data=sample("call_end"), headers=pbx)).status == 200
+    for n in range(3):  # the right token from the blocked address is let through every time
+        r = await client.post(WEBHOOK, data=sample("call_end"), headers=shared)
+        assert r.status == 200, (n, await r.text())
+    assert await rows(settings, "SELECT COUNT(*) FROM events") == [(3,)]
+    assert (await client.post("/webhooks/onlinepbx/guess", data={}, headers=shared)).status == 429
     now[0] += guard.block + 1
-    assert (await client.post(WEBHOOK, data=sample("call_end"), headers=attacker)).status == 200
+    assert (await client.post("/webhooks/onlinepbx/guess", data={}, headers=shared)).status == 404
+
+
+def test_the_throttle_memory_is_bounded() -> None:
+    guard = BadTokenThrottle(limit=1)  # every miss blocks: the worst case
+    for n in range(MAX_TRACKED * 3):
+        guard.miss(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+    for n in range(MAX_TRACKED):  # IPv6: one /64 is one sender, however many addresses
+        guard.miss(f"2001:db8:0:1::{n:x}")
+    assert len(guard) <= MAX_TRACKED + 1, len(guard)
+    assert guard.retry_after("2001:db8:0:1::ffff") is not None
+    print(f"THROTTLE after {MAX_TRACKED * 4} blocked senders: {len(guard)} remembered")
 
 
 @pytest.mark.parametrize(
@@ -126,6 +144,36 @@ async def test_allowed_ips_honour_forwarded_for_only_from_trusted_proxies(
     assert r.status == status
     stored = await rows(settings, "SELECT COUNT(*) FROM events")
     assert stored == [(1 if status == 200 else 0,)]
+
+
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        # #12 item 3: a client's own line first, the proxy's line after it
+        (["198.51.100.7", "203.0.113.9"], 403),
+        (["203.0.113.9", "198.51.100.7"], 200),
+        (["203.0.113.9, 198.51.100.7", "127.0.0.1"], 200),  # the proxy's own hop skipped
+        (["198.51.100.7:51234"], 200),  # ports are stripped
+        (["[2001:db8::7]:443"], 200),
+        (["203.0.113.9:80"], 403),
+    ],
+)
+async def test_forwarded_for_over_several_lines_and_with_ports(
+    lines: list[str],
+    status: int,
+    make_settings: Callable[..., Any],
+    start_bridge: Callable[..., Any],
+) -> None:
+    settings = make_settings(
+        server={
+            "allowed_ips": ["198.51.100.0/24", "2001:db8::/32"],
+            "trusted_proxies": ["127.0.0.1/32"],
+        }
+    )
+    client = await start_bridge(settings)
+    headers = CIMultiDict(("X-Forwarded-For", line) for line in lines)
+    r = await client.post(WEBHOOK, data=sample("call_end"), headers=headers)
+    assert r.status == status, await r.text()
 
 
 SECRET_TOKEN = "e2e-webhook-token-5f1c9a7b3d"
@@ -192,3 +240,33 @@ async def test_no_secret_in_any_log_answer_page_or_cli_output(tmp_path: Path) ->
         assert secret not in logs, f"secret in the log: {secret[:4]}…"
         for text in seen:
             assert secret not in text, f"secret in an output: {text[:200]}"
+
+
+async def test_the_http_adapters_url_is_a_secret(
+    make_settings: Callable[..., Any],
+    start_bridge: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#12 item 13: a catch-hook URL (Zapier, Make, n8n) is its own key, and so is a
+    ``user:pass@``: masked in settings dumps, stored reasons and logs."""
+    password, path = "pa55-w0rd-77", "/hooks/catch/1234567/abcdefgh/"
+    url = f"http://robot:{password}@127.0.0.1:{free_port()}{path}?key=q-secret-31"
+    settings = make_settings(
+        delivery={"retry_base_seconds": 0.05},
+        adapters={"zap": {"type": "http", "url": url, "secret": "s" * 20, "rate_limit": 0}},
+    )
+    [zap] = configured(settings.adapters)
+    assert password not in zap.settings.model_dump_json() and path not in repr(zap.settings)
+    client = await start_bridge(settings)
+    assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
+    for _ in range(300):  # the port is closed: the job fails and is retried
+        reasons = await rows(settings, "SELECT last_error FROM jobs WHERE last_error IS NOT NULL")
+        if reasons:
+            break
+        await asyncio.sleep(0.02)
+    assert reasons, "no attempt recorded"
+    await client.close()
+    seen = reasons[0][0] + capsys.readouterr().err
+    assert "network error" in seen
+    for secret in (password, path, "q-secret-31", url):
+        assert secret not in seen, secret

@@ -225,3 +225,30 @@ async def test_readyz_is_red_while_event_commits_fail(
     ready = await client.get("/readyz")  # no webhook needed to turn green again
     assert ready.status == 200, await ready.text()
     assert (await client.post(WEBHOOK, data=sample("call_end", uuid="r-2"))).status == 200
+
+
+# --- 4. one serving process per database ------------------------------------------------------
+
+
+async def test_a_second_bridge_on_the_same_database_is_refused_and_changes_nothing(
+    make_settings: Callable[..., Any], start_bridge: Callable[..., Any]
+) -> None:
+    from bridge.store import StorageError
+
+    settings = make_settings(adapters={"local": {}})
+    first = await start_bridge(settings)
+    assert (await first.post(WEBHOOK, data=sample("call_end", uuid="two-1"))).status == 200
+    for _ in range(300):
+        if await rows(settings, "SELECT status FROM jobs") == [("done",)]:
+            break
+        await asyncio.sleep(0.02)
+    # a job "in flight" whose lease a second start would take as expired and requeue
+    await first.app[DB].db.write(
+        "UPDATE jobs SET status = 'running', lease_owner = 'first', lease_expires = 0"
+    )
+    with pytest.raises(StorageError, match="already running"):
+        await start_bridge(settings)
+    assert await rows(settings, "SELECT status FROM jobs") == [("running",)]  # not requeued
+    await first.close()
+    again = await start_bridge(settings)  # the lock went with the first process
+    assert (await again.get("/healthz")).status == 200
