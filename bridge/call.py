@@ -25,8 +25,12 @@ FAILED_CAUSES = frozenset(
 # Causes that mean the number itself is wrong (CRMs have a "wrong number" outcome for these).
 WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
 
+CALL_START = "call_start"
+CALL_USER_START = "call_user_start"
+CALL_ANSWERED = "call_answered"
 CALL_END = "call_end"
 CALL_MISSED = "call_missed"
+CALL_OVER_EVENTS = (CALL_END, CALL_MISSED)
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 

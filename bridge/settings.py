@@ -219,6 +219,9 @@ class DeliverySettings(_Table):
     retry_base_seconds: float = Field(10.0, gt=0)
     retry_max_delay_seconds: float = Field(3600.0, gt=0)
     retry_max_age_hours: float = Field(72.0, gt=0)
+    live_max_age_seconds: float = Field(
+        60.0, gt=0, description="a call card (ringing/answered) older than this is skipped"
+    )
 
 
 def normalize_domain(value: str) -> str:

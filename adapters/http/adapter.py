@@ -1,5 +1,7 @@
 """``http``: each call log and task POSTed as a versioned JSON document, signed per
 Standard Webhooks (https://www.standardwebhooks.com). For in-house CRMs and automation tools.
+While a call rings and when it is answered, ``call.ringing`` / ``call.answered`` documents go
+out the same way, so a receiver can build its own screen pop.
 
 Document schema (``version`` "1") is in docs/HTTP_ADAPTER.md. 2xx is done; 408/429/5xx
 are retried (``Retry-After`` honoured); any other 4xx is dead at once.
@@ -16,13 +18,22 @@ import httpx
 
 from adapters.http.api import Receiver, sign
 from adapters.http.settings import HttpSettings
-from bridge.adapter import Adapter, AdapterContext, CallLog, CheckResult, FollowUp, Permanent
+from bridge.adapter import (
+    Adapter,
+    AdapterContext,
+    CallLog,
+    CheckResult,
+    FollowUp,
+    LiveCall,
+    Permanent,
+)
 from bridge.call import Call
 
 DOCUMENT_VERSION = "1"
 
 
-def call_document(call: Call) -> dict[str, Any]:
+def _who(call: Call) -> dict[str, Any]:
+    """The fields every ``call`` object starts with (finished or live)."""
     return {
         "uuid": call.uuid,
         "domain": call.domain,
@@ -31,6 +42,12 @@ def call_document(call: Call) -> dict[str, Any]:
         "client_raw": call.client_raw,
         "extension": call.extension,
         "line": call.gateway or None,
+    }
+
+
+def call_document(call: Call) -> dict[str, Any]:
+    return {
+        **_who(call),
         "started_at": call.started_at.isoformat(),
         "ended_at": call.ended_at.isoformat(),
         "total_seconds": call.total_seconds,
@@ -42,6 +59,11 @@ def call_document(call: Call) -> dict[str, Any]:
         "recording_url": call.recording_url,
         "recovered": call.recovered,
     }
+
+
+def live_call_document(call: Call) -> dict[str, Any]:
+    """The ``call`` of a live document: what is known while the call is going on."""
+    return {**_who(call), "event_at": call.ended_at.isoformat()}  # the webhook's `date`
 
 
 class HttpAdapter(Adapter):
@@ -56,15 +78,23 @@ class HttpAdapter(Adapter):
         self.api = Receiver(settings, ctx, base_url=self._url)
         self._host = httpx.URL(self._url).host
 
-    async def _post(self, kind: str, call: Call, body: dict[str, Any]) -> str:
-        msg_id = (
-            "msg_" + hashlib.sha256(f"{call.domain}/{call.uuid}/{kind}".encode()).hexdigest()[:32]
-        )
+    async def _post(
+        self,
+        kind: str,
+        call: Call,
+        body: dict[str, Any],
+        *,
+        document: dict[str, Any] | None = None,
+        scope: str = "",
+    ) -> str:
+        # Stable per call, kind and (for rings) extension: a retry carries the same id.
+        key = f"{call.domain}/{call.uuid}/{kind}" + (f"/{scope}" if scope else "")
+        msg_id = "msg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
         document = {
             "version": DOCUMENT_VERSION,
             "type": kind,
             "id": msg_id,
-            "call": call_document(call),
+            "call": call_document(call) if document is None else document,
             **body,
         }
         raw = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
@@ -106,6 +136,23 @@ class HttpAdapter(Adapter):
                     "due_at_utc": task.due_at.astimezone(UTC).isoformat(),
                 },
             },
+        )
+
+    async def ringing(self, live: LiveCall) -> str:
+        return await self._post(
+            "call.ringing",
+            live.call,
+            {"user": live.user_id},
+            document=live_call_document(live.call),
+            scope=live.extension or "",
+        )
+
+    async def answered(self, live: LiveCall) -> str:
+        return await self._post(
+            "call.answered",
+            live.call,
+            {"user": live.user_id},
+            document=live_call_document(live.call),
         )
 
     async def check(self) -> CheckResult:

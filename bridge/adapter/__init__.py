@@ -18,11 +18,16 @@ from bridge.adapter.auth import (
 )
 from bridge.adapter.contract import (
     ACTIONS,
+    ANSWERED,
     CAPABILITIES,
+    CARD_ACTIONS,
     CREATE_CONTACT,
     CREATE_TASK,
     FIND_CONTACT,
+    LIVE_ACTIONS,
     LOG_CALL,
+    OVER,
+    RINGING,
     Adapter,
     AdapterContext,
     AdapterSettings,
@@ -32,9 +37,11 @@ from bridge.adapter.contract import (
     CreatesContacts,
     FindsContacts,
     FollowUp,
+    LiveCall,
     NewContact,
     capabilities,
     compact,
+    supports,
     user_number,
 )
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
@@ -53,11 +60,16 @@ from bridge.adapter.ratelimit import Limiter, SlidingWindow, TokenBucket, make_l
 
 __all__ = [
     "ACTIONS",
+    "ANSWERED",
     "CAPABILITIES",
+    "CARD_ACTIONS",
     "CREATE_CONTACT",
     "CREATE_TASK",
     "FIND_CONTACT",
+    "LIVE_ACTIONS",
     "LOG_CALL",
+    "OVER",
+    "RINGING",
     "Adapter",
     "AdapterContext",
     "AdapterSettings",
@@ -79,6 +91,7 @@ __all__ = [
     "FollowUp",
     "JsonAPI",
     "Limiter",
+    "LiveCall",
     "Manifest",
     "NewContact",
     "NoToken",
@@ -100,5 +113,6 @@ __all__ = [
     "parse_retry_after",
     "raise_for_status",
     "retry_after_of",
+    "supports",
     "user_number",
 ]

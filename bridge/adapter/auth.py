@@ -54,6 +54,8 @@ class CredentialSettings(AdapterSettings):
     TOKEN_KEY: ClassVar[str] = "access_token"
     TOKEN_LABEL: ClassVar[str] = "a long-lived token"
     OAUTH_REQUIRED: ClassVar[tuple[str, ...]] = ("client_id", "client_secret")
+    #: ``client_credentials``: the app's id and secret are the whole grant (no refresh token).
+    OAUTH_GRANT: ClassVar[str] = "refresh_token"
 
     client_id: str | None = None
     client_secret: SecretStr | None = None
@@ -71,6 +73,17 @@ class CredentialSettings(AdapterSettings):
                 raise ValueError(
                     f"give either {key} or the OAuth keys ({', '.join(given)}), not both"
                 )
+            return self
+        if self.OAUTH_GRANT == "client_credentials":
+            extra = [k for k in ("refresh_token", "authorization_code") if getattr(self, k)]
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)}: not used, the client credentials flow needs only"
+                    f" {' and '.join(self.OAUTH_REQUIRED)}"
+                )
+            missing = [k for k in self.OAUTH_REQUIRED if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"set {', '.join(missing)}")
             return self
         if self.refresh_token is not None and self.authorization_code is not None:
             raise ValueError("set refresh_token or authorization_code, not both")
@@ -145,6 +158,9 @@ class OAuth2:
     """An OAuth 2.0 token endpoint (RFC 6749 §6 refresh, §4.1.3 code exchange)."""
 
     token_url: str  # absolute, or a path on the API's base URL
+    #: ``refresh_token`` (RFC 6749 §6, with a first code exchange) or ``client_credentials``
+    #: (§4.4: the app's own id and secret buy each token; nothing single-use to keep).
+    grant: Literal["refresh_token", "client_credentials"] = "refresh_token"
     token_url_key: str | None = None  # a settings key that overrides token_url
     client_auth: Literal["body", "basic"] = "body"  # RFC 6749 §2.3.1
     encoding: Literal["form", "json", "query"] = "form"
@@ -202,6 +218,13 @@ class Credentials:
             if settings.authorization_code is not None:
                 self._code = settings.authorization_code.get_secret_value()
             seed = settings.refresh_token or settings.authorization_code
+            if spec.oauth.grant == "client_credentials":
+                # Stands in for the refresh token: no secret, but it names the app and the
+                # token endpoint, so a pair stored for another org is never adopted.
+                url = getattr(settings, spec.oauth.token_url_key or "", None)
+                token_url = spec.oauth.token_url
+                url = url or (token_url if "://" in token_url else client.base_url + token_url)
+                seed = f"client-credentials:{settings.client_id}@{url}"
             self.tokens = OAuthTokens.from_context(ctx, self._refresh, seed)
 
     @property
@@ -254,6 +277,9 @@ class Credentials:
         code = self._code is not None and grant_token == self._code
         grant = "authorization_code" if code else "refresh_token"
         params: dict[str, Any] = {"grant_type": grant, ("code" if code else grant): grant_token}
+        if o.grant == "client_credentials":
+            grant = "client credentials"
+            params = {"grant_type": "client_credentials"}
         if s.redirect_uri and (code or o.redirect_uri_always):
             params["redirect_uri"] = s.redirect_uri
         secret = s.client_secret.get_secret_value() if s.client_secret else ""

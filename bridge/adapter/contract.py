@@ -34,14 +34,21 @@ if TYPE_CHECKING:
 
 LOG_CALL = "log_call"
 CREATE_TASK = "create_task"
-ACTIONS = (LOG_CALL, CREATE_TASK)
+# Live actions, while the call is still going on: optional, like every capability (an
+# adapter that defines ``async def ringing(self, live: LiveCall) -> str`` supports it).
+RINGING = "ringing"  # the call rings for a user (inbound: each extension; outbound: the caller)
+ANSWERED = "answered"  # a user took the call
+OVER = "over"  # the call ended or was missed: close whatever the live actions opened
+LIVE_ACTIONS = (RINGING, ANSWERED, OVER)
+CARD_ACTIONS = (RINGING, ANSWERED)  # they show something: pointless once the call is over
+ACTIONS = (LOG_CALL, CREATE_TASK, *LIVE_ACTIONS)
 FIND_CONTACT = "find_contact"
 CREATE_CONTACT = "create_contact"
 CHECK = "check"
 #: Every method the core may call, i.e. every capability an adapter can have by defining it.
 #: Optional ones are simply absent from adapters that lack them (extend this tuple, and give
 #: the method a Protocol below, to add one).
-CAPABILITIES = (LOG_CALL, CREATE_TASK, CHECK, FIND_CONTACT, CREATE_CONTACT)
+CAPABILITIES = (LOG_CALL, CREATE_TASK, CHECK, FIND_CONTACT, CREATE_CONTACT, *LIVE_ACTIONS)
 
 
 def _as_id(value: Any) -> Any:
@@ -69,7 +76,8 @@ class AdapterSettings(BaseModel):
 
     type: str | None = Field(None, description="registry name, when the table name differs")
     enabled: bool = True
-    events: list[Literal["log_call", "create_task"]] = [LOG_CALL, CREATE_TASK]
+    # Live actions are on by default; the ones an adapter lacks cause no job (see supports()).
+    events: list[Literal["log_call", "create_task", "ringing", "answered", "over"]] = list(ACTIONS)
     users: dict[str, str] = {}
     default_user: str | None = None
     create_contacts: Literal["inbound", "always", "never"] = "inbound"
@@ -195,6 +203,26 @@ class FollowUp:
     state: CallState
 
 
+@dataclass(frozen=True, slots=True)
+class LiveCall:
+    """A live moment of a call (``ringing``, ``answered`` or ``over``) for one adapter.
+
+    ``call`` is built from the event that caused it (``call.event``): ``call_start`` /
+    ``call_user_start`` for ``ringing``, ``call_answered``, ``call_end`` / ``call_missed`` for
+    ``over``. ``extension`` is the extension that rings, answered or called; ``user_id`` its
+    CRM user (``users`` map, else ``default_user``). ``contact`` is what the pipeline already
+    knows about the number (remembered for this call, or in the contact cache; adapters with
+    ``live_lookup`` get a fresh lookup). Keep what the CRM returns (a call id, who was shown
+    the card) in ``state``: the next live action and ``log_call`` of the same call read it.
+    """
+
+    call: Call
+    extension: str | None
+    user_id: str | None
+    contact: Contact | None
+    state: CallState
+
+
 @dataclass(slots=True)
 class CheckResult:
     account: str
@@ -244,6 +272,9 @@ class Adapter(ABC):
     """
 
     Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    #: Live actions look the number up first (one CRM request before the card). False for
+    #: CRMs whose card request finds the record by the number itself.
+    live_lookup: ClassVar[bool] = True
 
     def __init__(self, settings: AdapterSettings, ctx: AdapterContext) -> None:
         self.settings = settings
@@ -287,3 +318,8 @@ def capabilities(adapter: Adapter | type[Adapter]) -> frozenset[str]:
         if callable(getattr(cls, name, None))
         and not getattr(getattr(cls, name), "__isabstractmethod__", False)
     )
+
+
+def supports(adapter: Adapter | type[Adapter], action: str) -> bool:
+    """Whether an adapter has ``action`` (capability by presence of the method)."""
+    return action in capabilities(adapter)

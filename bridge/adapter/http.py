@@ -249,6 +249,10 @@ class CRMClient:
         if name.endswith("send_request_headers.started"):
             self._limiter.sending()
 
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url).rstrip("/")
+
     def _path(self, url: str) -> str:
         return self._redactor(str(httpx.URL(url).path) or url)
 

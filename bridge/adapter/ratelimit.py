@@ -10,13 +10,62 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Protocol
 
 # Requests leave on our clock but are counted on the CRM's, after a network delay that
 # varies: a window is treated as this much longer so jitter never puts one over the limit.
 WINDOW_GUARD = 0.02
+
+
+_FIRST: ContextVar[bool] = ContextVar("rate_first_turn", default=False)
+
+
+@contextmanager
+def first_turn() -> Iterator[None]:
+    """Requests made inside (in this task) go before any waiting request that is not: a live
+    call card must not queue behind a post-call backlog. They still count against the limit."""
+    token = _FIRST.set(True)
+    try:
+        yield
+    finally:
+        _FIRST.reset(token)
+
+
+class _Turns:
+    """Who waits for the next slot: FIFO within each class, first-turn requests before the
+    others (a waiting ordinary request steps back whenever a first-turn one is waiting)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._first_lock = asyncio.Lock()
+        self._first_waiting = 0
+        self._no_first = asyncio.Event()
+        self._no_first.set()
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[bool]:
+        first = _FIRST.get()
+        if first:
+            self._first_waiting += 1
+            self._no_first.clear()
+        try:
+            async with self._first_lock if first else self._lock:
+                yield first
+        finally:
+            if first:
+                self._first_waiting -= 1
+                if not self._first_waiting:
+                    self._no_first.set()
+
+    async def step_back(self, first: bool) -> bool:
+        """For an ordinary request: wait while first-turn ones are waiting (True if it did)."""
+        if first or not self._first_waiting:
+            return False
+        await self._no_first.wait()
+        return True
 
 
 class Limiter(Protocol):
@@ -50,13 +99,15 @@ class TokenBucket:
         self._clock = clock
         self._tokens = self.burst
         self._stamp = clock()
-        self._lock = asyncio.Lock()
+        self._turns = _Turns()
 
     async def acquire(self) -> None:
         if self.rate <= 0:
             return
-        async with self._lock:  # FIFO: waiters are served in arrival order
+        async with self._turns.turn() as first:  # FIFO, first-turn requests ahead
             while True:
+                if await self._turns.step_back(first):
+                    continue
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
@@ -99,11 +150,13 @@ class SlidingWindow:
         self._slot: ContextVar[list[float] | None] = ContextVar(f"slot{id(self)}", default=None)
         self._clock = clock
         self._sleep = sleep
-        self._lock = asyncio.Lock()
+        self._turns = _Turns()
 
     async def acquire(self) -> None:
-        async with self._lock:  # FIFO: waiters are served in arrival order
+        async with self._turns.turn() as first:  # FIFO, first-turn requests ahead
             while True:
+                if await self._turns.step_back(first):
+                    continue
                 now = self._clock()
                 self._sent = [s for s in self._sent if s[0] > now - self.span]
                 if len(self._sent) < self.limit:

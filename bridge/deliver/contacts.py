@@ -57,6 +57,11 @@ class ContactCache:
         self._put(phone, contact)
         return contact
 
+    def peek(self, phone: Phone) -> Contact | None:
+        """The cached contact for ``phone`` if one is fresh; never asks the CRM."""
+        entry = self._entries.get(phone.e164)
+        return entry[1] if entry is not None and entry[0] > self._clock() else None
+
     def created(self, phone: Phone, contact: Contact) -> None:
         """The adapter created ``contact`` for ``phone``: any cached answer is stale."""
         self._entries.pop(phone.e164, None)

@@ -10,20 +10,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.adapter.contract import (
+    CARD_ACTIONS,
     CREATE_CONTACT,
     CREATE_TASK,
     FIND_CONTACT,
+    LIVE_ACTIONS,
     LOG_CALL,
+    RINGING,
     Adapter,
     AdapterSettings,
     CallLog,
     Contact,
     FollowUp,
+    LiveCall,
     NewContact,
     capabilities,
 )
 from bridge.adapter.outcomes import Delivered, Outcome, Skipped
-from bridge.call import Call, build_call
+from bridge.call import CALL_ANSWERED, CALL_OVER_EVENTS, Call, build_call
 from bridge.deliver.contacts import ContactCache
 from bridge.onlinepbx.links import RecordingLinks
 from bridge.phones import NumberParser
@@ -34,6 +38,8 @@ from bridge.store.state import call_key
 from bridge.texts import Texts
 
 CONTACT_KEY = "contact"
+LIVE_MAX_AGE = 60.0  # seconds after its webhook a card is still worth showing
+LIVE_DONE = "live.{action}.{event}"  # CallState: a live action already done for this event
 
 
 def _digits(value: str) -> str:
@@ -53,6 +59,7 @@ class Pipeline:
         schedule: ScheduleSettings,
         clock: Any,
         links: RecordingLinks | None = None,
+        live_max_age: float = LIVE_MAX_AGE,
     ) -> None:
         self.name = name
         self.adapter = adapter
@@ -65,6 +72,7 @@ class Pipeline:
         self._gateways = {_digits(g) for g in settings.gateways}
         self._links = links  # None: adapters get onlinePBX's own (30-minute) recording link
         self._contacts = ContactCache(settings.contact_cache_seconds, clock)
+        self.live_max_age = live_max_age
         # Capabilities by presence: an adapter without contact methods still logs every call.
         can = capabilities(adapter)
         self._finds = FIND_CONTACT in can
@@ -96,6 +104,8 @@ class Pipeline:
         if reason:
             return Skipped(reason)
         state = CallState(self._storage, self.name, call_key(job.domain, job.uuid), self._clock)
+        if job.action in LIVE_ACTIONS:
+            return await self._live(job, call, state)
         already = await state.get(job.action)
         if already is not None:
             return Delivered(already)
@@ -131,6 +141,72 @@ class Pipeline:
             return created  # not remembered: nothing was created
         await state.put(job.action, str(created))
         return Delivered(str(created))
+
+    async def card_useless(self, job: Job) -> str | None:
+        """Why a card job (``ringing``/``answered``) would show nothing worth seeing now."""
+        if job.recovered:
+            return "recovered from the call history: the call is over"
+        age = self._clock() - job.created_at
+        if age > self.live_max_age:
+            limit = f"live_max_age_seconds {self.live_max_age:g}"
+            return f"stale: the event is {age:.0f} s old ({limit})"
+        stored = await self._call_events(job)
+        over = [e for e in CALL_OVER_EVENTS if e in stored]
+        if over:
+            return f"the call is already over ({over[0]} received)"
+        if job.action == RINGING and CALL_ANSWERED in stored:
+            return "the call was already answered"
+        return None
+
+    async def _call_events(self, job: Job) -> set[str]:
+        """The events stored so far for the job's call (SQLite: one indexed read; a storage
+        without the SQL connection answers nothing, so only the age check applies there)."""
+        db = getattr(self._storage, "db", None)
+        if db is None:
+            return set()
+        rows = await db.fetchall(
+            "SELECT event FROM events WHERE domain = ? AND uuid = ?", (job.domain, job.uuid)
+        )
+        return {r[0] for r in rows}
+
+    async def _live(self, job: Job, call: Call, state: CallState) -> Outcome:
+        if job.action in CARD_ACTIONS:
+            why = await self.card_useless(job)
+            if why:
+                return Skipped(why)
+            if call.extension is None:
+                return Skipped("no extension rings (the call has not reached a user yet)")
+        done_key = LIVE_DONE.format(action=job.action, event=job.event)
+        already = await state.get(done_key)
+        if already is not None:
+            return Delivered(already)
+        mapped = self.settings.users.get(call.extension) if call.extension else None
+        live = LiveCall(
+            call=call,
+            extension=call.extension,
+            user_id=mapped or self.settings.default_user,
+            contact=await self._live_contact(call, state, lookup=job.action in CARD_ACTIONS),
+            state=state,
+        )
+        done = await getattr(self.adapter, job.action)(live)
+        if isinstance(done, Skipped):
+            return done  # not remembered: a later try (or event) may still do it
+        await state.put(done_key, str(done))
+        return Delivered(str(done))
+
+    async def _live_contact(self, call: Call, state: CallState, *, lookup: bool) -> Contact | None:
+        """What is known about the number without creating anything (creation is the
+        post-call policy's); a CRM lookup only for a card of an adapter that wants one
+        (``live_lookup``)."""
+        if not self._finds or call.client is None:
+            return None
+        remembered = await state.get(CONTACT_KEY)
+        if remembered is not None:
+            return Contact(**json.loads(remembered))
+        if not (lookup and self.adapter.live_lookup):
+            return self._contacts.peek(call.client)
+        async with self._contacts.number(call.client):
+            return await self._contacts.find(call.client, self.adapter.find_contact)  # type: ignore[attr-defined]
 
     def _may_create(self, call: Call) -> bool:
         policy = self.settings.create_contacts

@@ -8,8 +8,17 @@ from collections.abc import Callable
 
 import structlog
 
-from bridge.adapter.contract import CREATE_TASK, LOG_CALL, Adapter, AdapterContext
-from bridge.call import CALL_END, CALL_MISSED
+from bridge.adapter.contract import (
+    ANSWERED,
+    CREATE_TASK,
+    LOG_CALL,
+    OVER,
+    RINGING,
+    Adapter,
+    AdapterContext,
+    supports,
+)
+from bridge.call import CALL_ANSWERED, CALL_END, CALL_MISSED, CALL_START, CALL_USER_START
 from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.deliver.worker import AdapterWorker
@@ -24,15 +33,30 @@ from bridge.texts import Texts
 
 log = structlog.get_logger("bridge.deliver")
 
-ACTION_FOR_EVENT = {CALL_END: LOG_CALL, CALL_MISSED: CREATE_TASK}
+# What each onlinePBX event causes. ``over`` is planned before the post-call action so that,
+# the two being of the same event, the live lane closes the card first (jobs of one call run
+# in this order, see Outbox.claim).
+ACTIONS_FOR_EVENT = {
+    CALL_START: (RINGING,),  # outbound: the caller's card; inbound: only a direct extension
+    CALL_USER_START: (RINGING,),
+    CALL_ANSWERED: (ANSWERED,),
+    CALL_END: (OVER, LOG_CALL),
+    CALL_MISSED: (OVER, CREATE_TASK),
+}
 
 
 def job_planner(adapters: list[ConfiguredAdapter]) -> Callable[[str], list[tuple[str, str]]]:
-    """event type → [(adapter name, action)], from each adapter's ``events`` setting."""
+    """event type → [(adapter name, action)], from each adapter's ``events`` setting and the
+    actions its class supports (a live action it lacks causes no job)."""
     plans: dict[str, list[tuple[str, str]]] = {}
-    for event, action in ACTION_FOR_EVENT.items():
-        plans[event] = [(a.name, action) for a in adapters if action in a.settings.events]
-    return lambda event: plans.get(event, [])
+    for event, actions in ACTIONS_FOR_EVENT.items():
+        plans[event] = [
+            (a.name, action)
+            for action in actions
+            for a in adapters
+            if action in a.settings.events and supports(a.cls, action)
+        ]
+    return lambda event: plans.get(event.partition(":")[0], [])
 
 
 def build_adapter(
@@ -92,6 +116,7 @@ class Delivery:
                 schedule=settings.schedule,
                 clock=clock,
                 links=links,
+                live_max_age=d.live_max_age_seconds,
             )
             backoff = Backoff(
                 d.retry_base_seconds, d.retry_max_delay_seconds, d.retry_max_age_hours * 3600

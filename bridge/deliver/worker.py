@@ -23,8 +23,10 @@ from functools import partial
 
 import structlog
 
+from bridge.adapter.contract import CARD_ACTIONS, LIVE_ACTIONS
 from bridge.adapter.errors import Permanent, RetryLater
 from bridge.adapter.outcomes import SKIPPED_LABEL, Skipped
+from bridge.adapter.ratelimit import first_turn
 from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.metrics import Metrics
@@ -35,6 +37,7 @@ log = structlog.get_logger("bridge.deliver")
 
 MAX_IDLE = 60.0  # re-check the table at least this often (a clock jump, a CLI retry)
 REBOOK_EVERY = 1.0  # while outcomes wait to be booked, try the database this often
+LIVE_RETRY_MAX = 2.0  # seconds between tries of a card: it is useful for a minute at most
 LEAD_RETRY = 1.0  # a replica without an adapter's lead asks for it this often
 
 Booking = Callable[[], Awaitable[bool | None]]
@@ -180,13 +183,20 @@ class AdapterWorker:
             uuid=job.uuid, _event=job.event, adapter=self.name, job_id=job.id
         ):
             try:
-                outcome = await self.pipeline.run(job)
+                if job.action in LIVE_ACTIONS:
+                    with first_turn():  # ahead of post-call requests in the rate limiter
+                        outcome = await self.pipeline.run(job)
+                else:
+                    outcome = await self.pipeline.run(job)
             except asyncio.CancelledError:
                 await asyncio.shield(self._outbox.release(job.id))
                 log.info("job interrupted by shutdown, left pending")
                 raise
             except Permanent as exc:
-                await self._dead(job, exc.reason)
+                if job.action in CARD_ACTIONS:
+                    await self._put_aside(job, f"failed: {exc.reason}")
+                else:
+                    await self._dead(job, exc.reason)
             except RetryLater as exc:
                 await self._retry(job, exc.reason, exc.retry_after)
             except StorageError as exc:
@@ -215,7 +225,14 @@ class AdapterWorker:
         reason = REDACTOR(reason)
         now = self._clock()
         retry_at = now + self._backoff.delay(job.attempts, retry_after)
-        if self._backoff.gives_up(job.created_at, retry_at):
+        if job.action in CARD_ACTIONS:
+            # Retried soon, and only while a card still makes sense.
+            retry_at = min(retry_at, now + max(LIVE_RETRY_MAX, retry_after or 0.0))
+            useless = await self._card_useless(job, retry_at)
+            if useless:
+                await self._put_aside(job, f"{useless}; last error: {reason}")
+                return
+        elif self._backoff.gives_up(job.created_at, retry_at):
             await self._dead(job, f"gave up after {job.attempts} attempts: {reason}")
             return
         await self._book(job.id, lambda: self._outbox.mark_retry(job.id, retry_at, reason), PENDING)
@@ -225,6 +242,23 @@ class AdapterWorker:
             attempts=job.attempts,
             retry_in=round(retry_at - now, 1),
         )
+
+    async def _card_useless(self, job: Job, retry_at: float) -> str | None:
+        if retry_at - job.created_at > self.pipeline.live_max_age:
+            return "not retried: the card would come too late"
+        try:
+            return await self.pipeline.card_useless(job)
+        except StorageError:
+            return None  # retried; the next try looks again
+
+    async def _put_aside(self, job: Job, reason: str) -> None:
+        """A card job that will not be shown: done as skipped (a warning, never a dead job:
+        the call's post-call jobs still log it)."""
+        result = Skipped(REDACTOR(reason)).result
+        await self._book(
+            job.id, lambda: self._outbox.mark_done(job.id, result), DONE, label=SKIPPED_LABEL
+        )
+        log.warning("live action not done", action=job.action, reason=reason)
 
     async def _dead(self, job: Job, reason: str) -> None:
         reason = REDACTOR(reason)

@@ -32,8 +32,19 @@ class IncomingEvent:
     recovered: bool = False
 
     @property
+    def stored_event(self) -> str:
+        """The ``events.event`` value. A ring group sends one ``call_user_start`` per ringing
+        extension under one uuid, so that event is stored (and deduplicated) per extension:
+        ``call_user_start:102``; a repeat for the same extension is still a duplicate."""
+        if self.event == "call_user_start":
+            callee = str(self.payload.get("callee") or "").strip()
+            if callee:
+                return f"call_user_start:{callee}"
+        return self.event
+
+    @property
     def key(self) -> tuple[str, str, str]:
-        return (self.domain, self.uuid, self.event)
+        return (self.domain, self.uuid, self.stored_event)
 
 
 @dataclass(frozen=True, slots=True)

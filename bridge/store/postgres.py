@@ -248,7 +248,7 @@ class PostgresStorage(Storage):
                     " RETURNING id, domain, uuid, event",
                     [e.domain for e in events],
                     [e.uuid for e in events],
-                    [e.event for e in events],
+                    [e.stored_event for e in events],
                     [
                         json.dumps(e.payload, ensure_ascii=False, separators=(",", ":"))
                         for e in events

@@ -112,7 +112,7 @@ class SQLiteStorage(Storage):
             params += [
                 ev.domain,
                 ev.uuid,
-                ev.event,
+                ev.stored_event,
                 json.dumps(ev.payload, ensure_ascii=False, separators=(",", ":")),
                 now,
                 int(ev.recovered),

@@ -382,6 +382,38 @@ class FakeRetailCRM(_Fake):
         return None
 
 
+SALESFORCE_SECRET = "sf-consumer-secret-reliability-5e4d3c2b1a"
+
+
+class FakeSalesforce(_Fake):
+    """A Salesforce org (``adapters.salesforce.fake``) and its token endpoint behind aiohttp,
+    its instance URL this server. A Task carries the call uuid in ``CallObject``."""
+
+    @cached_property
+    def org(self) -> Any:
+        from adapters.salesforce.fake import FakeSalesforce as Org
+
+        return Org(instance_url=self.base_url, client_secret=SALESFORCE_SECRET)
+
+    def answer(self, seen: Recorded) -> Any:
+        return relay(self.org(_as_httpx(self.base_url, seen)))
+
+    def error_json(self, status: int) -> Any:
+        code, message = {
+            401: ("INVALID_SESSION_ID", "Session expired or invalid"),
+            403: ("INSUFFICIENT_ACCESS", "insufficient access rights on object id"),
+            429: ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+            500: ("UNKNOWN_EXCEPTION", "An unexpected error occurred."),
+        }[status]
+        return [{"message": message, "errorCode": code}]
+
+    def call_key(self, seen: Recorded) -> str | None:
+        if seen.method != "POST" or not seen.path.endswith("/sobjects/Task/"):
+            return None
+        task = json.loads(seen.body)
+        return key(task["CallObject"], CALL if task.get("TaskSubtype") == "Call" else TASK)
+
+
 def _as_httpx(base_url: str, seen: Recorded) -> httpx.Request:
     """A request recorded by aiohttp, as the httpx request the vendor fakes answer."""
     return httpx.Request(
@@ -442,3 +474,11 @@ def retailcrm_table(base_url: str) -> dict[str, Any]:
     return dict(
         _CRM_COMMON, type="retailcrm", base_url=base_url, api_key=RETAILCRM_KEY, default_user="1"
     )
+
+
+def salesforce_table(base_url: str) -> dict[str, Any]:
+    # The fake is both the token endpoint (login_url) and the instance it names.
+    app = {"client_id": "3MVG9fakeConsumerKey.onlinepbx.bridge"}
+    return dict(_CRM_COMMON, type="salesforce", login_url=base_url, **app) | {
+        "client_secret": SALESFORCE_SECRET
+    }

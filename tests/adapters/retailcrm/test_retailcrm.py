@@ -273,6 +273,6 @@ async def test_check_lists_every_user_and_registers_the_integration(open_harness
 async def test_check_fails_on_a_wrong_key(open_harness, fake):
     from bridge.adapter import Permanent
 
-    h = await open_harness(api_key="wrong")
+    h = await open_harness(api_key="retailcrm-wrong-key-1234")
     with pytest.raises(Permanent, match="Wrong"):
         await h.adapter.check()
