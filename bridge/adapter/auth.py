@@ -171,6 +171,8 @@ class OAuth2:
     default_expires_in: float | None = None  # seconds, when the answer names none
     redirect_uri_always: bool = False  # send redirect_uri on refreshes too (amoCRM wants it)
     fixes: Mapping[str, str] = field(default_factory=dict)  # OAuth error code → the admin's fix
+    #: OAuth error codes that mean "not now" (a vendor's refresh throttle) → seconds to wait.
+    waits: Mapping[str, float] = field(default_factory=dict)
     reauthorize: str = "re-authorize the app and set a new refresh_token"
 
 
@@ -297,6 +299,13 @@ class Credentials:
         status = response.status_code
         transient = status >= 500 or status in (408, 425, 429)
         error = body.get("error") if body else None
+        if isinstance(error, str) and error in o.waits:
+            why = o.fixes.get(error)
+            raise RetryLater(
+                f"{what}: HTTP {status}: {self.vendor} refused the {grant} for now"
+                f" ({oauth_detail(body)}){': ' + why if why else ''}",
+                o.waits[error],
+            )
         if not transient and (status in (400, 401) or (error and not isinstance(error, bool))):
             detail = oauth_detail(body)
             fix = o.fixes.get(str(error), o.reauthorize) if error else o.reauthorize

@@ -132,7 +132,11 @@ def _contact_writes(r: Rig) -> int:
 
 
 def _creates_contact(path: str) -> bool:
-    return bool(re.search(r"contacts$|persons$|lead\.add|leads/(complex|unsorted)", path))
+    return bool(
+        re.search(
+            r"contacts$|persons$|lead\.add|leads/(complex|unsorted)|v8/(Leads|Contacts)$", path
+        )
+    )
 
 
 def _fail_the_write_once(r: Rig):

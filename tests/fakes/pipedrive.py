@@ -8,24 +8,18 @@ test module loads them once (module-scoped fixture) and validates every captured
 from __future__ import annotations
 
 import json
-import os
 import re
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 from openapi_core import Config, OpenAPI
-from openapi_core.datatypes import RequestParameters
-from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from tests.fakes.openapi import ContractViolation, checked, spec_request, spec_root
 
 # ``PBX_BRIDGE_CRM_SPECS`` points elsewhere (a worktree, a CI checkout of the specs).
-SPEC_ROOT = Path(
-    os.environ.get("PBX_BRIDGE_CRM_SPECS")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "crm-specs"
-)
+SPEC_ROOT = spec_root()
 SPEC_DIR = SPEC_ROOT / "pipedrive"
 SPEC_HOST = "https://api.pipedrive.com"
 # Each spec's server path, and which file holds it.
@@ -46,24 +40,7 @@ READ_ONLY_MESSAGE = (
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass
-class _Request:
-    """The request protocol openapi-core validates (host, path, method, parameters, body)."""
-
-    host_url: str
-    path: str
-    method: str
-    parameters: RequestParameters
-    body: bytes | None
-    content_type: str
-
-    @property
-    def full_url_pattern(self) -> str:
-        return self.host_url + self.path
-
-
-class ContractViolation(AssertionError):
-    pass
+__all__ = ["ContractViolation", "PipedriveContract"]
 
 
 class PipedriveContract:
@@ -133,31 +110,8 @@ class PipedriveContract:
         bearer = request.headers.get("authorization", "").startswith("Bearer ")
         if not token and not bearer:
             raise ContractViolation(f"{label}: neither x-api-token nor a bearer token sent")
-        body = request.content or None
-        wrapped = _Request(
-            host_url=SPEC_HOST,
-            path=request.url.path,
-            method=request.method.lower(),
-            parameters=RequestParameters(
-                query=ImmutableMultiDict(list(request.url.params.multi_items())),
-                header=Headers(list(request.headers.items())),
-            ),
-            body=body,
-            content_type=request.headers.get("content-type", "application/json"),
-        )
-        try:
-            with warnings.catch_warnings():
-                # openapi-core has no provider for the oauth2 scheme; auth is checked above.
-                warnings.filterwarnings("ignore", "Unsupported scheme type", UserWarning)
-                self.apis[prefix].validate_request(wrapped)
-        except Exception as exc:  # openapi-core's validation errors carry the schema errors
-            details = [str(exc)]
-            cause = exc.__cause__
-            while cause is not None:
-                details.append(str(cause))
-                details.extend(str(e.message) for e in getattr(cause, "schema_errors", ()))
-                cause = cause.__cause__
-            raise ContractViolation(f"{label}: " + " | ".join(details)) from exc
+        wrapped = spec_request(request, SPEC_HOST)
+        checked(label, lambda: self.apis[prefix].validate_request(wrapped))
         self.validated.append(op["operationId"])
         return str(op["operationId"])
 

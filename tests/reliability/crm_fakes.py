@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 import httpx
 from aiohttp import web
 
+from adapters.zoho import fake as zf
 from bridge.samples import SAMPLES
 from tests.fakes import amocrm as amo
 from tests.fakes import bitrix24 as b24
@@ -46,6 +47,9 @@ B24_REFRESH = "b24-refresh-token-0f9e8d7c6b5a"
 B24_ACCESS = "b24-access-token-1a2b3c4d5e6f"  # what the fake's OAuth server issues
 HUBSPOT_TOKEN = "pat-eu1-reliability-7e6d5c4b-3a29-1807"
 PIPEDRIVE_TOKEN = "pd-api-token-3c2b1a09f8e7d6c5b4a3"
+ZOHO_SECRET = zf.CLIENT_SECRET
+ZOHO_REFRESH = zf.REFRESH_TOKEN
+ZOHO_CALL_ID = "PBX_Call_ID"  # a custom unique field: the adapter upserts by it
 
 
 def key(uuid: str, kind: str) -> str:
@@ -424,6 +428,50 @@ def _as_httpx(base_url: str, seen: Recorded) -> httpx.Request:
     )
 
 
+class FakeZoho(_Fake):
+    """A Zoho org and its accounts server on one loopback address: ``adapters.zoho.fake``'s
+    ``ZohoOrg`` (its refusals and shapes), with a unique ``PBX_Call_ID`` field in Calls and
+    Tasks so the adapter's upserts by the PBX call id are exercised."""
+
+    causes: ClassVar[dict[str, str]] = {}
+
+    @cached_property
+    def org(self) -> zf.ZohoOrg:
+        org = zf.ZohoOrg(accounts_url=self.base_url, api_domain=self.base_url, clock=self.clock)
+        for module in ("Calls", "Tasks"):
+            org.fields[module].append(zf._f(ZOHO_CALL_ID, custom_field=True))
+            org.unique[module] = {ZOHO_CALL_ID}
+        return org
+
+    def answer(self, seen: Recorded) -> Any:
+        query = "&".join(f"{k}={v}" for k, v in seen.query.items())
+        url = f"{self.base_url}{seen.path}" + (f"?{query}" if query else "")
+        headers = {k.lower(): v for k, v in seen.headers.items()}
+        found = self.org.handle(seen.method, url, headers, seen.body)
+        if found.body is None:
+            return web.Response(status=found.status)
+        return web.json_response(found.body, status=found.status)
+
+    def error_json(self, status: int) -> Any:
+        code, message = {
+            401: ("INVALID_TOKEN", "invalid oauth token"),
+            403: ("NO_PERMISSION", "permission denied"),
+            429: ("TOO_MANY_REQUESTS", "The number of API requests has exceeded the limit."),
+            500: ("INTERNAL_ERROR", "Internal server error occurred."),
+        }[status]
+        return {"code": code, "details": {}, "message": message, "status": "error"}
+
+    def call_key(self, seen: Recorded) -> str | None:
+        if seen.method != "POST" or seen.path.removesuffix("/upsert") not in (
+            "/crm/v8/Calls",
+            "/crm/v8/Tasks",
+        ):
+            return None
+        kind = CALL if seen.path.startswith("/crm/v8/Calls") else TASK
+        record = ((self.json(seen) or {}).get("data") or [{}])[0]
+        return marked(record.get("Description"), kind)
+
+
 # --- [adapters.<name>] tables pointed at the fakes (named by each manifest's fake_table) ---
 
 # Shared by the CRM tables: no client-side rate limit and 4 requests at a time (the fakes are
@@ -474,6 +522,22 @@ def retailcrm_table(base_url: str) -> dict[str, Any]:
     return dict(
         _CRM_COMMON, type="retailcrm", base_url=base_url, api_key=RETAILCRM_KEY, default_user="1"
     )
+
+
+def zoho_table(base_url: str) -> dict[str, Any]:
+    # The accounts server and the org's API on the fake; the PBX call id field makes every
+    # write an upsert (Zoho's duplicate check: a repeated write updates the same record).
+    return {
+        "type": "zoho",
+        "accounts_url": base_url,
+        "base_url": base_url,
+        "client_id": zf.CLIENT_ID,
+        "client_secret": ZOHO_SECRET,
+        "refresh_token": ZOHO_REFRESH,
+        "call_id_field": ZOHO_CALL_ID,
+        "default_user": zf.ADMIN_ID,
+        **_CRM_COMMON,
+    }
 
 
 def salesforce_table(base_url: str) -> dict[str, Any]:
