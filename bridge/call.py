@@ -21,10 +21,11 @@ FAILED_CAUSES = frozenset(
         "DESTINATION_OUT_OF_ORDER",
     }
 )
-#: Causes saying the dialled number itself is wrong (not that the person was unreachable).
-WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
 #: Causes saying the number exists but its subscriber could not be reached right now.
 UNREACHABLE_CAUSES = frozenset({"SUBSCRIBER_ABSENT", "DESTINATION_OUT_OF_ORDER"})
+
+# Causes that mean the number itself is wrong (CRMs have a "wrong number" outcome for these).
+WRONG_NUMBER_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NUMBER_CHANGED"})
 
 CALL_START = "call_start"
 CALL_USER_START = "call_user_start"

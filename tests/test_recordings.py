@@ -87,6 +87,18 @@ async def test_link_keeps_playing_after_the_pbx_link_expired(
         assert (await http.get(again.headers["Location"])).content == AUDIO
 
 
+async def test_links_name_a_playable_file_and_older_links_still_open(
+    recorded, pbx_settings, pbx_clock, start_bridge
+):
+    # CRMs that play recordings (HubSpot) take only https links to an .mp3/.wav name.
+    client = await start_bridge(pbx_settings(), clock=pbx_clock)
+    url = client.app[LINKS].url("rec-1", pbx_clock())
+    assert urlsplit(url).path == "/recordings/rec-1.mp3"
+    assert (await open_link(client, url)).status == 302
+    older = url.replace("/rec-1.mp3?", "/rec-1?")  # a link issued before the suffix
+    assert (await open_link(client, older)).status == 302
+
+
 async def test_tampered_or_expired_links_get_403_and_reveal_nothing(
     recorded, pbx_settings, pbx_clock, start_bridge
 ):

@@ -19,12 +19,16 @@ from bridge.adapter import (
     BearerToken,
     JsonAPI,
     OAuth2,
+    RetryLater,
+    retry_after_of,
 )
 
 SEARCH_SUFFIX = "/search"
 # Seconds to wait on a 429 without Retry-After, by HubSpot's policyName.
 POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
 DEFAULT_POLICY_WAIT = 10.0
+# Statuses HubSpot documents as "try again", with the wait when no Retry-After comes.
+TRANSIENT = {423: ("Locked", 2.0), 477: ("Migration in progress", 60.0)}
 
 
 class HubSpotAPI(JsonAPI):
@@ -35,7 +39,8 @@ class HubSpotAPI(JsonAPI):
     AUTH = Auth(
         token=BearerToken(),
         oauth=OAuth2(
-            token_url="/oauth/v1/token",
+            # The date-versioned endpoint: /oauth/v1/token is retired on 2027-02-16.
+            token_url="/oauth/2026-03/token",
             client_auth="body",
             default_expires_in=1800,
             reauthorize="reinstall the app and set a new refresh_token",
@@ -55,8 +60,15 @@ class HubSpotAPI(JsonAPI):
         body = answer.object
         return body if not answer.ok and "message" in body else None
 
-    def refusal(self, answer: Answer, what: str) -> str | None:
+    def refusal(self, answer: Answer, what: str) -> str | RetryLater | None:
         body = self._envelope(answer)
+        # Transient, though 4xx: 423 Locked (a record being written by another request:
+        # HubSpot says retry after 2 s) and 477 Migration in progress (the portal is moving
+        # between data centres; the answer carries Retry-After).
+        if answer.status in TRANSIENT:
+            detail = (body or {}).get("message") or TRANSIENT[answer.status][0]
+            wait = retry_after_of(answer.response, TRANSIENT[answer.status][1])
+            return RetryLater(f"{what}: HTTP {answer.status} {detail}", wait)
         if body is None:
             return None
         category = body.get("category") or body.get("errorType")

@@ -1,6 +1,6 @@
 """Signed, long-lived bridge links to call recordings.
 
-``{public_url}/recordings/{uuid}?exp=<unix>&sig=<hmac>``: the signature covers the uuid and the
+``{public_url}/recordings/{uuid}.mp3?exp=<unix>&sig=<hmac>``: the signature covers the uuid and the
 expiry, so a link cannot be pointed at another call or kept alive longer. Opening it makes the
 bridge ask onlinePBX for a fresh (30-minute) link at that moment.
 """
@@ -19,6 +19,9 @@ from bridge.settings import Settings
 from bridge.store import Storage
 
 ROUTE = "/recordings/{uuid}"
+# Links end in ".mp3": CRMs that play a recording (HubSpot) take only https links to a
+# playable file name. onlinePBX records MP3. Links without it (issued before) still work.
+AUDIO_SUFFIX = ".mp3"
 SIGNING_KEY_META = "recording_signing_key"
 
 
@@ -43,7 +46,7 @@ class RecordingLinks:
     def url(self, uuid: str, now: float) -> str:
         exp = int(now + self.lifetime_seconds)
         query = urlencode({"exp": exp, "sig": _sig(self.key, uuid, exp)})
-        path = ROUTE.format(uuid=quote(uuid, safe=""))
+        path = ROUTE.format(uuid=quote(uuid, safe="") + AUDIO_SUFFIX)
         return f"{self.public_url.rstrip('/')}{path}?{query}"
 
     def valid(self, uuid: str, exp: str, sig: str, now: float) -> bool:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bridge.keys import RECORDINGS
 from bridge.onlinepbx.client import ApiError, OnlinePBX
-from bridge.onlinepbx.links import RecordingLinks
+from bridge.onlinepbx.links import AUDIO_SUFFIX, RecordingLinks
 
 log = structlog.get_logger("bridge.recordings")
 
@@ -74,7 +74,7 @@ NOT_FOUND = "onlinePBX has no recording for this call (it was not recorded, or i
 
 async def handle_recording(request: web.Request) -> web.StreamResponse:
     recordings = request.app.get(RECORDINGS)
-    uuid = request.match_info["uuid"]
+    uuid = request.match_info["uuid"].removesuffix(AUDIO_SUFFIX)
     exp, sig = request.query.get("exp", ""), request.query.get("sig", "")
     if recordings is None:
         return _error(404, "not_found")

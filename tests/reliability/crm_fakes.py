@@ -261,6 +261,11 @@ class FakeHubSpot(_Fake):
             found = self.records.find(values[0])
             hits = [] if found is None else [_hs_object(found, phone=values[0])]
             return {"total": len(hits), "results": hits}
+        if seen.method == "GET" and path.startswith("/crm/v3/objects/contacts/"):
+            # A contact read with its associations: no company, no deal here.
+            return {"id": path.rsplit("/", 1)[1], "properties": {}, "associations": {}}
+        if path == "/calling/v1/dispositions":
+            return [{"id": "f240bbac-87c9-4f6e-bf70-924b57d47db7", "label": "Connected"}]
         if path.startswith("/crm/v3/objects/"):
             phone = body["properties"].get("phone") if path.endswith("/contacts") else None
             created = _hs_object(self.records.new(phone), **body["properties"])

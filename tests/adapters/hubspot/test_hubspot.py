@@ -76,6 +76,14 @@ ANNA = hs_object(
 )
 
 
+@pytest.fixture(autouse=True)
+def contact_links(no_unmocked_http):
+    """A found contact has no company and no deal unless a test says otherwise."""
+    return no_unmocked_http.get(url__regex=rf"^{API}/crm/v3/objects/contacts/[0-9]+\?").mock(
+        return_value=httpx.Response(200, json={"id": "1", "properties": {}, "associations": {}})
+    )
+
+
 def body(route: Any, index: int = -1) -> dict[str, Any]:
     return json.loads(route.calls[index].request.content)
 
@@ -109,7 +117,7 @@ def test_settings_need_a_token_or_a_complete_oauth_app():
     with pytest.raises(ValueError, match="access_token"):
         HubSpotSettings(client_id="abc", refresh_token="r")
     oauth = HubSpotSettings(client_id="abc", client_secret="s3cr3t-value", refresh_token="r-123")
-    assert oauth.base_url is None and oauth.rate_limit == 9.0 and oauth.search_rate_limit == 3.0
+    assert oauth.base_url is None and oauth.rate_limit == 9.0 and oauth.search_rate_limit == 4.0
     assert set(oauth.secrets()) == {"s3cr3t-value", "r-123"}
 
 
@@ -178,6 +186,7 @@ async def test_known_contact_call_is_logged_with_owner_and_association(
         "hs_call_to_number": "+79502222919",
         "hubspot_owner_id": "7001",  # the contact's owner (no `users` map)
         "hs_call_recording_url": "https://records.onpbx.ru/u-known.mp3",
+        "hs_call_disposition": "f240bbac-87c9-4f6e-bf70-924b57d47db7",  # Connected
     }
     assert "Talked" in props["hs_call_body"] and "NORMAL_CLEARING" in props["hs_call_body"]
     assert "74991111282" in props["hs_call_body"]  # the line
@@ -416,7 +425,7 @@ async def test_server_errors_and_network_trouble_are_retried(open_harness, no_un
 
 
 async def test_oauth_refreshes_on_schedule_and_persists_the_pair(tmp_path, no_unmocked_http, clock):
-    token = no_unmocked_http.post(f"{API}/oauth/v1/token")
+    token = no_unmocked_http.post(f"{API}/oauth/2026-03/token")
     token.side_effect = [
         httpx.Response(
             200,
@@ -474,7 +483,7 @@ async def test_oauth_refreshes_on_schedule_and_persists_the_pair(tmp_path, no_un
 
 
 async def test_refused_refresh_token_is_dead_with_a_fix(tmp_path, no_unmocked_http, clock):
-    no_unmocked_http.post(f"{API}/oauth/v1/token").mock(
+    no_unmocked_http.post(f"{API}/oauth/2026-03/token").mock(
         return_value=httpx.Response(
             400,
             json={"status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token"},
@@ -533,9 +542,13 @@ async def test_check_names_the_portal_and_lists_every_owner(open_harness, no_unm
             200, json={"results": [{**owner, "id": "7002", "email": "bot@example.com"}]}
         ),
     ]
+    no_unmocked_http.get(f"{API}/calling/v1/dispositions").mock(
+        return_value=httpx.Response(200, json=DISPOSITIONS)
+    )
     h = await open_harness()
     result = await h.adapter.check()
     assert result.account == "HubSpot portal 62515 (STANDARD, private app token)"
+    assert "connected → Connected" in " ".join(result.notes)
     assert result.users == [
         ("7001", "Anna Ivanova <anna@example.com>"),
         ("7002", "bot@example.com"),
@@ -556,3 +569,214 @@ async def test_check_with_a_bad_token_fails_clearly(open_harness, no_unmocked_ht
     with pytest.raises(Permanent, match="INVALID_AUTHENTICATION") as err:
         await h.adapter.check()
     assert TOKEN not in err.value.reason
+
+
+# -- what HubSpot refuses or would misfile (#13 §2) --------------------------------------------
+
+# GET /calling/v1/dispositions, as HubSpot answers it for a portal with one custom outcome.
+DISPOSITIONS = [
+    {"id": "9d9162e7-6cf3-4944-bf63-4dff82258764", "label": "Busy"},
+    {"id": "f240bbac-87c9-4f6e-bf70-924b57d47db7", "label": "Connected"},
+    {"id": "a4c4c377-d246-4b32-a13b-75a56a4cd0ff", "label": "Left live message"},
+    {"id": "b2cf5968-551e-4856-9783-52b3da59a7d0", "label": "Left voicemail"},
+    {"id": "73a0d17f-1163-4015-bdd5-ec830791da20", "label": "No answer"},
+    {"id": "17b47fee-58de-441e-a44c-c6300d46f273", "label": "Wrong number"},
+    {"id": "0c9b7b9e-2f1e-4d8a-9e57-6a3f2c1d0b11", "label": "Call back requested"},
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "guid"),
+    [
+        (
+            {"dialog_duration": "0", "hangup_cause": "USER_BUSY"},
+            "9d9162e7-6cf3-4944-bf63-4dff82258764",
+        ),
+        (
+            {"dialog_duration": "0", "hangup_cause": "NO_ANSWER"},
+            "73a0d17f-1163-4015-bdd5-ec830791da20",
+        ),
+        (
+            {"dialog_duration": "0", "hangup_cause": "UNALLOCATED_NUMBER"},
+            "17b47fee-58de-441e-a44c-c6300d46f273",
+        ),
+    ],
+)
+async def test_the_call_outcome_is_hubspots_disposition(
+    open_harness, no_unmocked_http, clock, changes, guid
+):
+    no_unmocked_http.post(SEARCH).mock(return_value=search_answer(ANNA))
+    calls = no_unmocked_http.post(CALLS).mock(return_value=created("9101"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="u-disp", now=clock())
+    payload.update(changes)
+    assert (await h.deliver(payload)).status == "done"
+    assert body(calls)["properties"]["hs_call_disposition"] == guid
+
+
+async def test_a_portals_own_outcome_overrides_and_check_flags_unknown_ones(
+    open_harness, no_unmocked_http, clock
+):
+    no_unmocked_http.post(SEARCH).mock(return_value=search_answer(ANNA))
+    calls = no_unmocked_http.post(CALLS).mock(return_value=created("9102"))
+    custom = "0c9b7b9e-2f1e-4d8a-9e57-6a3f2c1d0b11"
+    h = await open_harness(dispositions={"no_answer": custom, "busy": "not-a-guid-of-this-portal"})
+    payload = sample("call_end", uuid="u-own", now=clock())
+    payload.update(dialog_duration="0", hangup_cause="NO_ANSWER")
+    assert (await h.deliver(payload)).status == "done"
+    assert body(calls)["properties"]["hs_call_disposition"] == custom
+    no_unmocked_http.get(f"{API}/account-info/v3/details").mock(
+        return_value=httpx.Response(200, json={"portalId": 1, "accountType": "STANDARD"})
+    )
+    no_unmocked_http.get(f"{API}/crm/v3/owners").mock(
+        return_value=httpx.Response(200, json={"results": []})
+    )
+    no_unmocked_http.get(f"{API}/calling/v1/dispositions").mock(
+        return_value=httpx.Response(200, json=DISPOSITIONS)
+    )
+    notes = " ".join((await h.adapter.check()).notes)
+    assert "no_answer → Call back requested" in notes
+    assert "dispositions.busy = 'not-a-guid-of-this-portal'" in notes
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://records.onpbx.ru/u-1.mp3", "https://bridge.example.com/recordings/u-1?exp=1&sig=x"],
+)
+async def test_a_recording_hubspot_cannot_play_stays_a_link_in_the_body(
+    open_harness, no_unmocked_http, clock, url
+):
+    no_unmocked_http.post(SEARCH).mock(return_value=search_answer(ANNA))
+    calls = no_unmocked_http.post(CALLS).mock(return_value=created("9103"))
+    h = await open_harness()
+    payload = sample("call_end", uuid="u-link", now=clock())
+    payload["download_url"] = url
+    assert (await h.deliver(payload)).status == "done"
+    props = body(calls)["properties"]
+    assert "hs_call_recording_url" not in props
+    assert url.replace("&", "&amp;") in props["hs_call_body"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "wait"),
+    [
+        (hs_error(423, "Resource is locked", "LOCKED"), 2.0),
+        (
+            httpx.Response(
+                477,
+                json={
+                    "status": "error",
+                    "message": "Migration in progress",
+                    "category": "MIGRATION",
+                },
+                headers={"retry-after": "120"},
+            ),
+            120.0,
+        ),
+    ],
+)
+async def test_locked_and_migrating_are_retried_not_dead(
+    open_harness, no_unmocked_http, clock, answer, wait
+):
+    no_unmocked_http.post(SEARCH).mock(return_value=search_answer(ANNA))
+    calls = no_unmocked_http.post(CALLS)
+    calls.side_effect = [answer, created("9104")]
+    h = await open_harness()
+    job = await h.deliver(sample("call_end", uuid=f"u-{answer.status_code}", now=clock()))
+    assert job.status == "pending", job.last_error
+    assert job.due_at - clock() == pytest.approx(wait)
+    clock.advance(wait + 1)
+    [job] = await h.attempt()
+    assert job.status == "done"
+
+
+async def test_italian_numbers_keep_their_leading_zero_in_the_search(
+    open_harness, no_unmocked_http, clock
+):
+    search = no_unmocked_http.post(SEARCH).mock(return_value=search_answer())
+    no_unmocked_http.post(CALLS).mock(return_value=created("9105"))
+    h = await open_harness(create_contacts="never")
+    payload = sample("call_end", uuid="u-it", now=clock())
+    payload["callee"] = "+390612345678"  # Rome: 06 1234 5678
+    assert (await h.deliver(payload)).status == "done"
+    groups = body(search)["filterGroups"]
+    assert groups[2]["filters"][0]["value"] == "0612345678"
+    assert "0612345678" in groups[0]["filters"][0]["values"]
+
+
+async def test_calls_and_tasks_go_to_the_contacts_company_and_open_deal(
+    open_harness, no_unmocked_http, clock, contact_links
+):
+    known = hs_object("51", phone="+7 922 111 11 23", firstname="Ivan", hubspot_owner_id="7001")
+    no_unmocked_http.post(SEARCH).mock(return_value=search_answer(known))
+    contact_links.mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "id": "51",
+                "properties": {},
+                "associations": {
+                    "companies": {
+                        "results": [
+                            {"id": "300", "type": "contact_to_company_unlabeled"},
+                            {"id": "301", "type": "contact_to_company"},
+                        ]
+                    },
+                    "deals": {
+                        "results": [
+                            {"id": "800", "type": "contact_to_deal"},
+                            {"id": "801", "type": "contact_to_deal"},
+                            {"id": "802", "type": "contact_to_deal"},
+                        ]
+                    },
+                },
+            },
+        )
+    )
+    deals = no_unmocked_http.post(f"{API}/crm/v3/objects/deals/batch/read").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "status": "COMPLETE",
+                "results": [
+                    {
+                        "id": "800",
+                        "properties": {
+                            "hs_is_closed": "true",
+                            "hs_lastmodifieddate": "2026-05-20T00:00:00Z",
+                        },
+                    },
+                    {
+                        "id": "801",
+                        "properties": {
+                            "hs_is_closed": "false",
+                            "hs_lastmodifieddate": "2026-05-01T00:00:00Z",
+                        },
+                    },
+                    {
+                        "id": "802",
+                        "properties": {
+                            "hs_is_closed": "false",
+                            "hs_lastmodifieddate": "2026-05-25T00:00:00Z",
+                        },
+                    },
+                ],
+            },
+        )
+    )
+    calls = no_unmocked_http.post(CALLS).mock(return_value=created("9106"))
+    tasks = no_unmocked_http.post(TASKS).mock(return_value=created("9107"))
+    h = await open_harness()
+    assert (await h.deliver(sample("call_missed", uuid="u-co", now=clock()))).status == "done"
+    payload = sample("call_end", uuid="u-co2", now=clock())
+    payload["callee"] = "+79221111123"
+    assert (await h.deliver(payload)).status == "done"
+    assert body(deals)["properties"] == ["hs_is_closed", "hs_lastmodifieddate"]
+
+    def linked(route):
+        return {
+            (a["to"]["id"], a["types"][0]["associationTypeId"]) for a in body(route)["associations"]
+        }
+
+    assert linked(tasks) == {("51", 204), ("301", 192), ("802", 216)}
+    assert linked(calls) == {("51", 194), ("301", 182), ("802", 206)}
