@@ -110,6 +110,29 @@ MIGRATIONS: list[str] = [
         next_at {float} NOT NULL
     )
     """,
+    # 3: the fast lane's index (live jobs are claimed first, see tables.LIVE_IN: the same
+    # WHERE text); the local adapter's calls in progress (``ringing`` holds the extensions
+    # that rang as ",101,102,": a membership test in SQL on both backends).
+    """
+    CREATE INDEX IF NOT EXISTS jobs_live ON jobs (adapter, due_at)
+        WHERE status = 'pending' AND action IN ('ringing', 'answered', 'over');
+    CREATE TABLE IF NOT EXISTS local_live (
+        call_key    TEXT PRIMARY KEY,
+        domain      TEXT NOT NULL,
+        uuid        TEXT NOT NULL,
+        direction   TEXT NOT NULL,
+        client      TEXT NOT NULL,
+        line        TEXT,
+        state       TEXT NOT NULL,
+        ringing     TEXT NOT NULL DEFAULT ',',
+        answered_by TEXT,
+        user_id     TEXT,
+        contact_id  TEXT,
+        started_at  {float} NOT NULL,
+        updated_at  {float} NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS local_live_updated ON local_live (updated_at)
+    """,
 ]
 
 TYPES = {
