@@ -16,30 +16,32 @@ is a documented placeholder) and the fakes read the uuid from the note / descrip
 from __future__ import annotations
 
 import json
-import re
 from functools import cached_property
-from itertools import count
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-import httpx
 from aiohttp import web
 
 from adapters.zoho import fake as zf
-from bridge.samples import SAMPLES
+from bridge import fakecrm as fakes
+from bridge.fakecrm import (
+    CALL,
+    CRM_COMMON,
+    DOMAIN,
+    TASK,
+    TEMPLATES,
+    FakeCRM,
+    Recorded,
+    as_httpx,
+    key,
+    marked,
+    relay,
+)
 from tests.fakes import amocrm as amo
 from tests.fakes import bitrix24 as b24
 from tests.fakes import pipedrive as pd
-from tests.reliability import fakes
-from tests.reliability.fakes import FakeCRM, Recorded
 
-DOMAIN = SAMPLES["call_end"]["domain"]
-CALL, TASK = "call.logged", "task.created"
-TEMPLATES = {
-    "call_note": "Line {line}, talked {talk} s of {total} s, hangup: {hangup_cause}. pbx:{uuid}",
-    "task_description": "Missed call from {client} at {time} to line {line}. pbx:{uuid}",
-}
-_MARK = re.compile(r"pbx:([\w.-]+)")
+__all__ = ["DOMAIN", "TEMPLATES", "key", "marked"]
 
 AMO_TOKEN = "amo-long-lived-token-6b0f1e2d3c4a5968"
 B24_SECRET = "b24-client-secret-5a4b3c2d1e0f"
@@ -51,54 +53,10 @@ ZOHO_SECRET = zf.CLIENT_SECRET
 ZOHO_REFRESH = zf.REFRESH_TOKEN
 ZOHO_CALL_ID = "PBX_Call_ID"  # a custom unique field: the adapter upserts by it
 
-
-def key(uuid: str, kind: str) -> str:
-    return f"{DOMAIN}/{uuid}/{kind}"
-
-
-def marked(text: Any, kind: str) -> str | None:
-    """The call key of a note or description written from ``TEMPLATES``."""
-    m = _MARK.search(str(text or ""))
-    return key(m.group(1), kind) if m else None
-
-
-def _last10(value: Any) -> str:
-    return re.sub(r"\D", "", str(value))[-10:]
-
-
-def relay(response: httpx.Response) -> web.Response:
-    """An answer built with the respx helpers of ``tests/fakes``, served by aiohttp."""
-    if response.status_code == 204:
-        return web.Response(status=204)
-    kind = response.headers.get("content-type", "application/json").split(";")[0]
-    return web.Response(body=response.content, status=response.status_code, content_type=kind)
-
-
-class _Records:
-    """New record ids, and the number each record was created for."""
-
-    def __init__(self) -> None:
-        self._ids = count(1001)
-        self.by_phone: dict[str, int] = {}  # last 10 digits → record id
-
-    def new(self, phone: Any = None) -> int:
-        record = next(self._ids)
-        if phone is not None:
-            self.by_phone.setdefault(_last10(phone), record)
-        return record
-
-    def find(self, phone: Any) -> int | None:
-        return self.by_phone.get(_last10(phone))
-
-
-class _Fake(FakeCRM):
-    @cached_property
-    def records(self) -> _Records:
-        return _Records()
-
-    @staticmethod
-    def json(seen: Recorded) -> Any:
-        return json.loads(seen.body) if seen.body else None
+# The shared base moved to bridge.fakecrm (adapters' own fakes import it from there).
+_Fake = FakeCRM
+_as_httpx = as_httpx
+_CRM_COMMON = CRM_COMMON
 
 
 class FakeAmo(_Fake):
@@ -425,16 +383,6 @@ class FakeSalesforce(_Fake):
             return None
         task = json.loads(seen.body)
         return key(task["CallObject"], CALL if task.get("TaskSubtype") == "Call" else TASK)
-
-
-def _as_httpx(base_url: str, seen: Recorded) -> httpx.Request:
-    """A request recorded by aiohttp, as the httpx request the vendor fakes answer."""
-    return httpx.Request(
-        seen.method,
-        httpx.URL(base_url + seen.path, params=seen.query),
-        headers=seen.headers,
-        content=seen.body,
-    )
 
 
 class FakeZoho(_Fake):
