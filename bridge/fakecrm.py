@@ -236,13 +236,19 @@ class Records:
         return self.by_phone.get(last10(phone))
 
 
+_NOT_RELAYED = {"content-type", "content-length", "content-encoding", "transfer-encoding"}
+
+
 def relay(response: httpx.Response) -> web.Response:
     """An answer built as an httpx response (a vendor fake's, or a respx helper's), served by
-    aiohttp."""
+    aiohttp with its headers (``Retry-After``, rate-limit headers…); aiohttp sets the framing."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in _NOT_RELAYED}
     if response.status_code == 204:
-        return web.Response(status=204)
+        return web.Response(status=204, headers=headers)
     kind = response.headers.get("content-type", "application/json").split(";")[0]
-    return web.Response(body=response.content, status=response.status_code, content_type=kind)
+    return web.Response(
+        body=response.content, status=response.status_code, content_type=kind, headers=headers
+    )
 
 
 def as_httpx(base_url: str, seen: Recorded) -> httpx.Request:
