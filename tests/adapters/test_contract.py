@@ -74,7 +74,9 @@ async def rig(request, tmp_path) -> AsyncIterator[Any]:
     made: list[Rig] = []
 
     async def open_(**over: Any) -> Rig:
+        # The post-call contract (live actions: tests/test_live.py and per CRM).
         table = {**manifest.load_fake_table()(fake.base_url), **over}
+        table.setdefault("events", ["log_call", "create_task"])
         h = await AdapterHarness.open(
             tmp_path, manifest.name, table, clock=clock, schedule={"templates": TEMPLATES}
         )
