@@ -20,7 +20,7 @@ DUE = (
 # The fast lane: live jobs (bridge.adapter.contract.LIVE_ACTIONS, spelled here because the
 # store imports no adapter code; tests/test_live.py holds the two equal). They are claimed
 # before any other job of their adapter, through their own partial index ``jobs_live``
-# (migration 3), whose WHERE this text must repeat exactly for SQLite to use it.
+# (migration 4), whose WHERE this text must repeat exactly for SQLite to use it.
 LIVE_LANE = ("ringing", "answered", "over")
 LIVE_IN = "j.action IN ('ringing', 'answered', 'over')"
 LANES = {"live": LIVE_IN, "post": f"NOT {LIVE_IN}", None: "1 = 1"}
