@@ -195,21 +195,21 @@ async def _summaries(q: Q, names: list[str], done: list[Any]) -> list[AdapterSum
     (the jobs_status and jobs_pending indexes).
     """
     out = {n: AdapterSummary(n) for n in names}
-    for adapter, status, n in await q.all(
-        "SELECT adapter, status, COUNT(*) FROM jobs WHERE status IN ('pending', 'running',"
-        " 'dead') GROUP BY adapter, status"
+    # One pass over the unfinished jobs (jobs_status): counts, and the oldest and the next
+    # due of the pending ones.
+    for adapter, status, n, oldest, due in await q.all(
+        "SELECT adapter, status, COUNT(*), MIN(created_at), MIN(due_at) FROM jobs"
+        " WHERE status IN ('pending', 'running', 'dead') GROUP BY adapter, status"
     ):
-        out.setdefault(adapter, AdapterSummary(adapter)).counts[status] = n
+        summary = out.setdefault(adapter, AdapterSummary(adapter))
+        summary.counts[status] = n
+        if status == PENDING:
+            summary.oldest_pending, summary.next_due = oldest, due
     for adapter, at, _created in done:
         summary = out.setdefault(adapter, AdapterSummary(adapter))
         summary.counts["done"] += 1
         summary.last_success = max(at, summary.last_success or at)
     for name, summary in out.items():
-        summary.oldest_pending, summary.next_due = await q.one(
-            "SELECT MIN(created_at), MIN(due_at) FROM jobs WHERE status = 'pending'"
-            " AND adapter = ?",
-            name,
-        )
         if summary.last_success is None:
             # Nothing in the window: newest first along jobs_status, a scan from the newest
             # done job that stops at this adapter's first.
