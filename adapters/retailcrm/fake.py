@@ -5,8 +5,10 @@ and, through a thin aiohttp wrapper, by the reliability harness. It refuses what
 refuses: a missing or wrong key, a JSON body (RetailCRM reads form fields only, so every
 parameter is "missing"), a structured field that is not a JSON string, bad enum values and
 date formats, a task without a performer, an unknown user or customer, and a missing ``site``
-for a key that sees several stores. Answers have RetailCRM's shapes (``success``,
-``pagination``, ``processedCallsCount``/``duplicateCalls``…).
+for a key that sees several stores, and a call event without an active telephony module
+(``Telephony not enabled``). Answers have RetailCRM's shapes (``success``, ``pagination``,
+``processedCallsCount``/``duplicateCalls``, ``notExistUsers``/``notExistCodes``…). Call events
+open and close each manager's popup (``popups``) when the module declares that event type.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from urllib.parse import parse_qs
 import httpx
 
 CALL_TYPES = {"in", "out", "hangup"}
+# Telephony\CallEventHangupStatus of the official client.
+HANGUP_STATUSES = {"answered", "busy", "cancel", "failed", "no answered"}
+# Which module flag declares each call event type (TelephonyConfiguration).
+EVENT_FLAGS = {
+    "in": "inputEventSupported",
+    "out": "outputEventSupported",
+    "hangup": "hangupEventSupported",
+}
 CALL_RESULTS = {"answered", "busy", "failed", "no answer", "not allowed", "unknown"}
 DEFAULT_KEY = "retailcrm-api-key-0123456789abcdefABCDEF"
 
@@ -57,6 +67,9 @@ class FakeRetailCRM:
     calls: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every call event accepted, and the call popup each manager (user id) has open now
+    events: list[dict[str, Any]] = field(default_factory=list)
+    popups: dict[int, str] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     #: path → a canned answer that replaces the account's own (a refusal, a 503…)
     canned: dict[str, httpx.Response] = field(default_factory=dict)
@@ -254,10 +267,7 @@ class FakeRetailCRM:
             module = self._json_param(params, "integrationModule")
             return self._module(m.group(1), module)
         if path == "/api/v5/telephony/call/event":
-            event = self._json_param(params, "event")
-            if event.get("type") not in CALL_TYPES:
-                raise Refused(400, "Errors in the entity format", {"type": "invalid value"})
-            return httpx.Response(200, json={"success": True})
+            return self._call_event(self._json_param(params, "event"))
         raise Refused(404, "API method not found")
 
     def _upload(self, calls: Any) -> httpx.Response:
@@ -288,6 +298,51 @@ class FakeRetailCRM:
         body: dict[str, Any] = {"success": True, "processedCallsCount": len(fresh)}
         if duplicates:
             body["duplicateCalls"] = duplicates
+        return httpx.Response(200, json=body)
+
+    def _call_event(self, event: Any) -> httpx.Response:
+        """A call event (Telephony\\CallEvent): validated, refused without an active telephony
+        module, and shown to the managers it names when the module declares that event type.
+        Unknown managers come back in ``notExistUsers`` / ``notExistCodes``."""
+        if not isinstance(event, dict):
+            raise Refused(400, "Errors in the entity format", {"event": "not an object"})
+        errors: dict[str, str] = {}
+        if not event.get("phone"):
+            errors["phone"] = "This value should not be blank."
+        if event.get("type") not in CALL_TYPES:
+            errors["type"] = "The value you selected is not a valid choice."
+        if "hangupStatus" in event and event["hangupStatus"] not in HANGUP_STATUSES:
+            errors["hangupStatus"] = "The value you selected is not a valid choice."
+        for name, kind in (("userIds", int), ("codes", str)):
+            value = event.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+                errors[name] = "This value is not valid."
+        if errors:
+            raise Refused(400, "Errors in the entity format", errors)
+        module = self._telephony()
+        if module is None:
+            raise Refused(400, "Telephony not enabled")
+        telephony = module["integrations"]["telephony"]
+        by_code = {
+            str(e.get("code")): e.get("userId") for e in telephony.get("additionalCodes") or []
+        }
+        known = {u["id"] for u in self.users}
+        ids = [u for u in event.get("userIds") or [] if u in known]
+        codes = [c for c in event.get("codes") or [] if c in by_code]
+        self.events.append(event)
+        if telephony.get(EVENT_FLAGS[event["type"]]):
+            for uid in {*ids, *(by_code[c] for c in codes)}:
+                if event["type"] == "hangup":
+                    self.popups.pop(uid, None)
+                else:
+                    self.popups[uid] = str(event["phone"])
+        body: dict[str, Any] = {"success": True}
+        missing_ids = [u for u in event.get("userIds") or [] if u not in known]
+        missing_codes = [c for c in event.get("codes") or [] if c not in by_code]
+        if missing_ids:
+            body["notExistUsers"] = missing_ids
+        if missing_codes:
+            body["notExistCodes"] = missing_codes
         return httpx.Response(200, json=body)
 
     def _telephony(self) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from tests.reliability import fakes
 from tests.reliability.crm_fakes import TEMPLATES
 
 UNKNOWN = "+79221111123"  # nobody in any fake
+POST_CALL = {"events": ["log_call", "create_task"]}
 #: What a permanent auth failure must tell the admin to do (a key to fix, an action to take).
 ACTIONABLE = re.compile(
     r"check|set |re-?authori[sz]e|reinstall|re-install|issue a new|give|create|permission|"
@@ -74,7 +75,9 @@ async def rig(request, tmp_path) -> AsyncIterator[Any]:
     made: list[Rig] = []
 
     async def open_(**over: Any) -> Rig:
-        table = {**manifest.load_fake_table()(fake.base_url), **over}
+        # The post-call contract: one job per event (live actions: tests/test_live.py and the
+        # per-CRM suites), so an adapter with `over` keeps one job for call_end here too.
+        table = {**manifest.load_fake_table()(fake.base_url), **POST_CALL, **over}
         h = await AdapterHarness.open(
             tmp_path, manifest.name, table, clock=clock, schedule={"templates": TEMPLATES}
         )
