@@ -215,19 +215,22 @@ class Bitrix24Adapter(Adapter):
             except TelephonyRefused as exc:
                 await self._telephony_refused(exc)
             else:
+                # The registration belongs to this call, not to the contact: the core caches
+                # the contact for the next calls from this number (a CALL_ID in Contact.extra
+                # made them finish this call instead of registering their own).
+                await new.state.put(CALL_ID, reg["CALL_ID"])
+                await new.state.put(CALL_USER, user)
                 created = self._created_entity(reg)
-                extra = {"call_id": reg["CALL_ID"], "call_user": user}
                 if created is not None:
                     entity, entity_id = created
                     return Contact(
-                        str(entity_id), name, user, entity.lower(), {"entity_type": entity, **extra}
+                        str(entity_id), name, user, entity.lower(), {"entity_type": entity}
                     )
                 self.ctx.log.warning(
                     "register with CRM_CREATE=1 created no CRM record; adding a lead",
                     error=reg.get("LEAD_CREATION_ERROR"),
                 )
-                lead = await self._lead_add(phone, user, name, call)
-                return Contact(lead.id, name, user, "lead", {**lead.extra, **extra})
+                return await self._lead_add(phone, user, name, call)
         return await self._lead_add(phone, user, name, call)
 
     @staticmethod
@@ -295,9 +298,8 @@ class Bitrix24Adapter(Adapter):
         if not self._telephony():
             return await self._activity(log, user)
         state, call, contact = log.state, log.call, log.contact
-        extra = contact.extra if contact else {}
-        call_id = await state.get(CALL_ID) or extra.get("call_id")
-        call_user = await state.get(CALL_USER) or extra.get("call_user") or user
+        call_id = await state.get(CALL_ID)
+        call_user = await state.get(CALL_USER) or user
         for _ in range(2):
             if not call_id:
                 try:

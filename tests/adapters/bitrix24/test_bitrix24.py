@@ -453,3 +453,30 @@ async def test_todo_without_a_record_becomes_a_plain_task(open_harness, clock, n
     assert not todo.called
     fields = body(add)["fields"]
     assert "UF_CRM_TASK" not in fields and fields["RESPONSIBLE_ID"] == 3
+
+
+async def test_next_call_from_a_created_lead_registers_its_own_call(
+    open_harness, clock, no_unmocked_http
+):
+    # The contact cache hands the lead created by the first call's register to the second
+    # call: the second call must still be registered (and finished) as a call of its own.
+    h = await open_harness(contact_cache_seconds=60)
+    route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = ok([])
+    route(no_unmocked_http, "crm.duplicate.findbycomm").return_value = ok([])
+    register = route(no_unmocked_http, "telephony.externalCall.register")
+    lead = {"CRM_CREATED_LEAD": 3465, "CRM_ENTITY_TYPE": "LEAD", "CRM_ENTITY_ID": 3465}
+    register.side_effect = [
+        ok({**REGISTERED, **lead}),
+        ok({**REGISTERED, "CALL_ID": "externalCall.2", "CRM_ENTITY_TYPE": "LEAD"}),
+    ]
+    finish = route(no_unmocked_http, "telephony.externalCall.finish")
+    finish.return_value = ok(FINISHED)
+
+    first = await h.deliver(inbound_end(clock, uuid="b24-first"))
+    second = await h.deliver(inbound_end(clock, uuid="b24-second"))
+
+    assert (first.status, second.status) == ("done", "done"), second.last_error
+    assert [body(register, i)["EXTERNAL_CALL_ID"] for i in (0, 1)] == ["b24-first", "b24-second"]
+    assert body(register, 1)["CRM_ENTITY_ID"] == 3465  # the cached lead, no second lead
+    assert [body(finish, i)["CALL_ID"] for i in (0, 1)] == [CALL_ID, "externalCall.2"]
+    assert second.result == "externalCall.2"

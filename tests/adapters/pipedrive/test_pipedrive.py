@@ -1,5 +1,6 @@
 """Pipedrive adapter: behaviour with Pipedrive's real answers, and every request the suite
-sends validated against Pipedrive's official OpenAPI files (see tests/fakes/pipedrive.py)."""
+sends validated against Pipedrive's official OpenAPI files (tests/adapters/pipedrive/contract.py;
+Pipedrive's answers from adapters/pipedrive/fake.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,7 @@ import httpx
 import pytest
 
 from adapters.pipedrive.adapter import PipedriveAdapter
-from adapters.pipedrive.settings import PipedriveSettings
-from bridge.adapter import Permanent
-from bridge.samples import sample
-from bridge.settings import SettingsError
-from bridge.testing import AdapterHarness
-from tests.conftest import FakeClock
-from tests.fakes.pipedrive import (
-    SPEC_DIR,
-    ContractViolation,
-    PipedriveContract,
+from adapters.pipedrive.fake import (
     activity,
     call_log,
     error,
@@ -29,6 +21,13 @@ from tests.fakes.pipedrive import (
     search_answer,
     search_item,
 )
+from adapters.pipedrive.settings import PipedriveSettings
+from bridge.adapter import Permanent
+from bridge.samples import sample
+from bridge.settings import SettingsError
+from bridge.testing import AdapterHarness
+from tests.adapters.pipedrive.contract import SPEC_DIR, ContractViolation, PipedriveContract
+from tests.conftest import FakeClock
 
 API = "https://api.pipedrive.com"
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
