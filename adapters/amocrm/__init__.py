@@ -20,8 +20,8 @@ MANIFEST = Manifest(
         {"log_call", "create_task", "check", "find_contact", "create_contact", "ringing"}
     ),
     docs="docs/adapters/amocrm.md",
-    fake="tests.reliability.crm_fakes:FakeAmo",
-    fake_table="tests.reliability.crm_fakes:amocrm_table",
+    fake="adapters.amocrm.fake:LoopbackAmo",
+    fake_table="adapters.amocrm.fake:reliability_table",
     fake_secrets=("access_token",),
     retries_forbidden=True,  # 403 = IP restriction the admin lifts: hold, then retry
 )

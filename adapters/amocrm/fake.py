@@ -8,6 +8,8 @@ unit tests; behind aiohttp in the reliability harness): contacts found by their 
 attached to the card that holds it, tasks, users, and the incoming-call notification
 (``POST /api/v2/events``), refusing what amo refuses (no or a wrong token, a task without a
 responsible user, a notification without a phone number or of another type).
+:class:`LoopbackAmo` (with :func:`reliability_table`) is that account on loopback for the
+contract suite and the reliability harness.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import count
 from typing import Any
 
 import httpx
+from aiohttp import web
+
+from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, key, relay
 
 BASE = "https://example.amocrm.ru"
 HAL = {"content-type": "application/hal+json"}
@@ -86,8 +92,8 @@ def contacts_page(*items: dict[str, Any], kind: str = "contacts") -> httpx.Respo
 def company(cid: int, phones: list[str], **kwargs: Any) -> dict[str, Any]:
     """A company as GET /api/v4/companies answers it (the same PHONE multitext as contacts)."""
     item = contact(cid, phones, **kwargs)
-    for key in ("first_name", "last_name"):
-        item.pop(key)
+    for name in ("first_name", "last_name"):
+        item.pop(name)
     item["name"] = kwargs.get("name", "ООО Ромашка")
     item["_links"] = _links(f"/api/v4/companies/{cid}")
     item["_embedded"] = {"tags": [], "leads": item["_embedded"]["leads"], "contacts": []}
@@ -472,3 +478,37 @@ class AmoAccount:
             # fake shows the notification to the account's users among them.
             self.notifications.append((item["phone_number"], [u for u in wanted if u in every]))
         return notification_accepted()
+
+
+# --- on loopback (the contract suite and the reliability harness) ---------------------------
+
+LOOPBACK_TOKEN = "amo-long-lived-token-6b0f1e2d3c4a5968"
+
+
+class LoopbackAmo(FakeCRM):
+    """An :class:`AmoAccount` behind aiohttp, reached with a private integration's long-lived
+    token. A call carries its uuid as ``uniq``, a task as ``request_id``."""
+
+    @cached_property
+    def account(self) -> AmoAccount:
+        return AmoAccount(token=LOOPBACK_TOKEN, users=[(5550001, "Manager")])
+
+    def answer(self, seen: Recorded) -> web.StreamResponse:
+        return relay(self.account(as_httpx(self.base_url, seen)))
+
+    def error_json(self, status: int) -> Any:
+        titles = {401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests"}
+        return problem(status, titles.get(status, "Internal Server Error")).json()
+
+    def call_key(self, seen: Recorded) -> str | None:
+        if seen.method != "POST" or seen.path not in ("/api/v4/calls", "/api/v4/tasks"):
+            return None
+        item = self.json(seen)[0]
+        if seen.path == "/api/v4/calls":
+            return key(item["uniq"], CALL)
+        return key(item["request_id"], TASK)
+
+
+def reliability_table(base_url: str) -> dict[str, Any]:
+    """``[adapters.amocrm]`` pointed at a :class:`LoopbackAmo`."""
+    return dict(CRM_COMMON, type="amocrm", base_url=base_url, access_token=LOOPBACK_TOKEN)

@@ -23,7 +23,7 @@ MANIFEST = Manifest(
         | {"ringing", "answered", "over"}
     ),
     docs="docs/adapters/retailcrm.md",
-    fake="tests.reliability.crm_fakes:FakeRetailCRM",
-    fake_table="tests.reliability.crm_fakes:retailcrm_table",
+    fake="adapters.retailcrm.fake:LoopbackRetailCRM",
+    fake_table="adapters.retailcrm.fake:reliability_table",
     fake_secrets=("api_key",),
 )

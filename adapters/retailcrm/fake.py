@@ -1,7 +1,8 @@
 """A RetailCRM account in memory, answering httpx requests as RetailCRM API v5 does.
 
 Used as a respx side effect by the unit tests (``respx.route(host=...).mock(side_effect=fake)``)
-and, through a thin aiohttp wrapper, by the reliability harness. It refuses what RetailCRM
+and, behind aiohttp (:class:`LoopbackRetailCRM`, with :func:`reliability_table`), by the
+contract suite and the reliability harness. It refuses what RetailCRM
 refuses: a missing or wrong key, a JSON body (RetailCRM reads form fields only, so every
 parameter is "missing"), a structured field that is not a JSON string, bad enum values and
 date formats, a task without a performer, an unknown user or customer, and a missing ``site``
@@ -17,10 +18,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+
+from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, key, marked, relay
 
 CALL_TYPES = {"in", "out", "hangup"}
 # Telephony\CallEventHangupStatus of the official client.
@@ -392,3 +396,53 @@ class FakeRetailCRM:
         created = code not in self.modules
         self.modules[code] = module
         return httpx.Response(201 if created else 200, json={"success": True, "info": {}})
+
+
+# -- on loopback (the contract suite and the reliability harness) ---------------------------
+
+LOOPBACK_KEY = "retailcrm-reliability-key-9f8e7d6c5b4a"
+
+
+class LoopbackRetailCRM(FakeCRM):
+    """A :class:`FakeRetailCRM` account behind aiohttp. A call carries its uuid as
+    ``externalId``; a task names it in its ``commentary`` (the harness's ``TEMPLATES``)."""
+
+    @cached_property
+    def account(self) -> FakeRetailCRM:
+        return FakeRetailCRM(api_key=LOOPBACK_KEY, users=[{"id": 1, "firstName": "Manager"}])
+
+    def answer(self, seen: Recorded) -> Any:
+        return relay(self.account(as_httpx(self.base_url, seen)))
+
+    def error_json(self, status: int) -> Any:
+        message = {
+            401: 'Wrong "apiKey" value.',
+            403: "Access denied.",
+            429: "Too many requests",
+            500: "Internal Server Error",
+        }[status]
+        return {"success": False, "errorMsg": message}
+
+    def call_key(self, seen: Recorded) -> str | None:
+        if seen.method != "POST" or not seen.body:
+            return None
+        params = {k: v[-1] for k, v in parse_qs(seen.body.decode()).items()}
+        if seen.path == "/api/v5/telephony/calls/upload" and "calls" in params:
+            return key(json.loads(params["calls"])[0]["externalId"], CALL)
+        if seen.path == "/api/v5/tasks/create" and "task" in params:
+            return marked(json.loads(params["task"]).get("commentary"), TASK)
+        return None
+
+
+def reliability_table(base_url: str) -> dict[str, Any]:
+    """``[adapters.retailcrm]`` pointed at a :class:`LoopbackRetailCRM`. A task needs a
+    performer: the account's one user. Post-call jobs only: the harness counts one job per
+    (call, adapter), and ``over`` would add a second for every call_end."""
+    return dict(
+        CRM_COMMON,
+        type="retailcrm",
+        base_url=base_url,
+        api_key=LOOPBACK_KEY,
+        default_user="1",
+        events=["log_call", "create_task"],
+    )
