@@ -16,13 +16,13 @@ import httpx
 import pytest
 from multidict import CIMultiDict
 
+from bridge.fakecrm import TEMPLATES
 from bridge.receive import access
 from bridge.receive.throttle import MAX_TRACKED, BadTokenThrottle
 from bridge.receive.webhook import THROTTLE
 from bridge.registry import configured
 from bridge.samples import sample
 from tests.conftest import TOKEN, WEBHOOK, rows
-from tests.reliability.crm_fakes import TEMPLATES
 from tests.reliability.fakes import UNAUTHORIZED
 from tests.reliability.process import ROOT, BridgeProcess, free_port, write_settings
 from tests.reliability.sizes import BIG
