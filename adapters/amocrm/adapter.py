@@ -18,12 +18,12 @@ from typing import Any
 from adapters.amocrm.api import AmoAPI, problem_text
 from adapters.amocrm.settings import AmoCRMSettings
 from bridge.adapter import (
-    Adapter,
     AdapterContext,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    JsonAdapter,
     LiveCall,
     NewContact,
     RetryLater,
@@ -81,16 +81,13 @@ def _phone_field(phone: Phone) -> list[dict[str, Any]]:
     return [{"field_code": "PHONE", "values": [{"value": phone.e164, "enum_code": "WORK"}]}]
 
 
-class AmoCRMAdapter(Adapter):
-    Settings = AmoCRMSettings
-    settings: AmoCRMSettings
+class AmoCRMAdapter(JsonAdapter[AmoCRMSettings, AmoAPI]):
     #: amo's call notification finds the contact/company (and its lead) by the number itself:
     #: no lookup request before it.
     live_lookup = False
 
     def __init__(self, settings: AmoCRMSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self.api = AmoAPI(settings, ctx)
         self._fallback_user: int | None = None  # the account's user, asked once
 
     async def _post(self, path: str, items: list[dict[str, Any]]) -> Any:
@@ -420,6 +417,3 @@ class AmoCRMAdapter(Adapter):
             f"unknown callers: {self.settings.unknown_caller}",
         ]
         return CheckResult(account=str(name), users=users, notes=notes)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapters.retailcrm.api import RetailCRMAPI
 from adapters.retailcrm.settings import RetailCRMSettings
 from bridge.adapter import (
-    Adapter,
     CallLog,
     CheckResult,
     Contact,
     DeliveryError,
     FollowUp,
+    JsonAdapter,
     LiveCall,
     NewContact,
     Permanent,
@@ -74,15 +74,12 @@ def _managers(entries: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return compact({"userIds": ids or None, "codes": codes or None})
 
 
-class RetailCRMAdapter(Adapter):
-    Settings = RetailCRMSettings
-    settings: RetailCRMSettings
+class RetailCRMAdapter(JsonAdapter[RetailCRMSettings, RetailCRMAPI]):
     #: A call event names only the phone: RetailCRM finds the customer for its popup itself.
     live_lookup = False
 
     def __init__(self, settings: RetailCRMSettings, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        self.api = RetailCRMAPI(settings, ctx)
         self._tz: tzinfo | None = None
         self._registered = False
 
@@ -424,6 +421,3 @@ class RetailCRMAdapter(Adapter):
             except DeliveryError as exc:
                 notes.append(f"telephony integration NOT registered: {exc.reason}")
         return CheckResult(account=f"RetailCRM {self.settings.base_url}", users=users, notes=notes)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()
