@@ -15,7 +15,6 @@ contract suite and the reliability harness.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import count
@@ -24,7 +23,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, key, relay
+from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, key, last10, relay
 
 BASE = "https://example.amocrm.ru"
 HAL = {"content-type": "application/hal+json"}
@@ -357,10 +356,6 @@ def notification_accepted() -> httpx.Response:
     return httpx.Response(202, headers={"content-type": "application/json"}, json={})
 
 
-def _last10(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))[-10:]
-
-
 @dataclass
 class AmoAccount:
     """One amo account in memory: ``account(request) -> response`` for its API."""
@@ -387,10 +382,10 @@ class AmoAccount:
         return cid
 
     def find(self, phone: Any) -> dict[str, Any] | None:
-        want = _last10(phone)
+        want = last10(phone)
         for c in self.contacts.values():
             for f in c.get("custom_fields_values") or []:
-                if any(_last10(v.get("value")) == want for v in f.get("values") or []):
+                if any(last10(v.get("value")) == want for v in f.get("values") or []):
                     return c
         return None
 

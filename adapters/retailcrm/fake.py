@@ -24,7 +24,18 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, key, marked, relay
+from bridge.fakecrm import (
+    CALL,
+    CRM_COMMON,
+    TASK,
+    FakeCRM,
+    Recorded,
+    as_httpx,
+    digits,
+    key,
+    marked,
+    relay,
+)
 
 CALL_TYPES = {"in", "out", "hangup"}
 # Telephony\CallEventHangupStatus of the official client.
@@ -50,10 +61,6 @@ def error(status: int, message: str, errors: Any = None) -> httpx.Response:
     if errors:
         body["errors"] = errors
     return httpx.Response(status, json=body)
-
-
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
 
 
 @dataclass
@@ -203,11 +210,11 @@ class FakeRetailCRM:
                     }
             return httpx.Response(200, json=body)
         if path == "/api/v5/customers":
-            name = _digits(q.get("filter[name]"))
+            name = digits(q.get("filter[name]"))
             hits = [
                 c
                 for c in self.customers.values()
-                if name and any(name in _digits(p["number"]) for p in c.get("phones") or [])
+                if name and any(name in digits(p["number"]) for p in c.get("phones") or [])
             ]
             hits.sort(key=lambda c: -c["id"])  # newest first, as the list is sorted
             return httpx.Response(
@@ -233,9 +240,9 @@ class FakeRetailCRM:
         raise Refused(404, "API method not found")
 
     def _by_phone(self, phone: str) -> dict[str, Any] | None:
-        want = _digits(phone)[-10:]
+        want = digits(phone)[-10:]
         for c in sorted(self.customers.values(), key=lambda c: c["id"]):
-            if any(_digits(p["number"])[-10:] == want for p in c.get("phones") or []):
+            if any(digits(p["number"])[-10:] == want for p in c.get("phones") or []):
                 return c
         return None
 
@@ -436,13 +443,7 @@ class LoopbackRetailCRM(FakeCRM):
 
 def reliability_table(base_url: str) -> dict[str, Any]:
     """``[adapters.retailcrm]`` pointed at a :class:`LoopbackRetailCRM`. A task needs a
-    performer: the account's one user. Post-call jobs only: the harness counts one job per
-    (call, adapter), and ``over`` would add a second for every call_end."""
+    performer: the account's one user."""
     return dict(
-        CRM_COMMON,
-        type="retailcrm",
-        base_url=base_url,
-        api_key=LOOPBACK_KEY,
-        default_user="1",
-        events=["log_call", "create_task"],
+        CRM_COMMON, type="retailcrm", base_url=base_url, api_key=LOOPBACK_KEY, default_user="1"
     )
