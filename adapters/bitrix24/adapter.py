@@ -590,7 +590,7 @@ class Bitrix24Adapter(Adapter):
         if uid is not None:
             await state.put(ANSWERED_BY, str(uid))
         shown = await self._shown(state)
-        others = sorted(shown - {uid}) if uid is not None else []
+        others = sorted(shown - {uid})  # an unmapped user answered: hidden from everyone
         if others:
             hidden = await self.api.result(
                 "telephony.externalCall.hide", {"CALL_ID": call_id, "USER_ID": others}
@@ -709,6 +709,12 @@ class Bitrix24Adapter(Adapter):
             )
         else:
             notes.append("calls go through telephony.externalCall.register/finish")
+            live = [a for a in ("ringing", "answered", "over") if a in self.settings.events]
+            if live:
+                notes.append(
+                    "caller's card while the phone rings (register SHOW=1, show, hide, finish);"
+                    " events: " + ", ".join(live)
+                )
         return CheckResult(account=account, users=users, notes=notes)
 
     async def aclose(self) -> None:
