@@ -215,8 +215,13 @@ def marked(text: Any, kind: str) -> str | None:
     return key(m.group(1), kind) if m else None
 
 
+def digits(value: Any) -> str:
+    """Only the digits of a phone number as a CRM stored or was sent it."""
+    return re.sub(r"\D", "", str(value or ""))
+
+
 def last10(value: Any) -> str:
-    return re.sub(r"\D", "", str(value))[-10:]
+    return digits(value)[-10:]
 
 
 class Records:

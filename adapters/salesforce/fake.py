@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, key, relay
+from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, digits, key, relay
 
 CLIENT_ID = "3MVG9fakeConsumerKey.onlinepbx.bridge"
 CLIENT_SECRET = "F4KE5ECRET0123456789ABCDEF"
@@ -88,10 +88,6 @@ class Refused(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(response.text)
         self.response = response
-
-
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
 
 
 @dataclass
@@ -255,7 +251,7 @@ class FakeSalesforce:
                         f"line 1:{6 + i} no viable alternative at character '{ch}'",
                     )
                 )
-        terms = [_digits(t) for t in raw.replace("\\", "").split(" OR ")]
+        terms = [digits(t) for t in raw.replace("\\", "").split(" OR ")]
         hits: list[dict[str, Any]] = []
         for sobject in ("Contact", "Lead"):
             spec = re.search(rf"\b{sobject}\(([^)]*)\)", returning)
@@ -272,7 +268,7 @@ class FakeSalesforce:
                     and rec.get("IsConverted")
                 ):
                     continue
-                phones = [_digits(rec.get(f)) for f in ("Phone", "MobilePhone") if rec.get(f)]
+                phones = [digits(rec.get(f)) for f in ("Phone", "MobilePhone") if rec.get(f)]
                 if any(t and p.endswith(t) for t in terms for p in phones):
                     hits.append(
                         {"attributes": rec["attributes"], **{f: rec.get(f) for f in fields}}

@@ -40,7 +40,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, marked, relay
+from bridge.fakecrm import (
+    CALL,
+    CRM_COMMON,
+    TASK,
+    FakeCRM,
+    Recorded,
+    as_httpx,
+    digits,
+    marked,
+    relay,
+)
 
 ACCOUNTS = "https://accounts.zoho.eu"
 API_DOMAIN = "https://www.zohoapis.eu"
@@ -210,10 +220,6 @@ def user(user_id: str, name: str, email: str, role: str, profile: str) -> dict[s
         "role": {"name": role, "id": "4150868000000026005"},
         "profile": {"name": profile, "id": "4150868000000026011"},
     }
-
-
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
 
 
 @dataclass
@@ -463,7 +469,7 @@ class ZohoOrg:
             )
         if given != ["phone"]:
             return error("NOT_SUPPORTED", "only phone search is faked", 400)
-        wanted = _digits(query["phone"])
+        wanted = digits(query["phone"])
         if len(wanted) < 2:
             return error(
                 "INVALID_QUERY",
@@ -474,7 +480,7 @@ class ZohoOrg:
         hits = [
             r
             for r in self.records.get(module, {}).values()
-            if any(_digits(r.get(f)) == wanted for f in PHONE_FIELDS if r.get(f))
+            if any(digits(r.get(f)) == wanted for f in PHONE_FIELDS if r.get(f))
         ]
         if not hits:
             return Answer(204)  # Zoho: no body at all

@@ -20,6 +20,7 @@ from bridge.admin.auth import password_ok
 from bridge.admin.i18n import WORDS
 from bridge.admin.render import message, render
 from bridge.admin.session import (
+    ADAPTERS,
     COOKIE,
     LANG,
     LOGIN_THROTTLE,
@@ -31,7 +32,6 @@ from bridge.admin.session import (
 from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, SETTINGS, TOKEN
 from bridge.phones import NumberParser, Phone
 from bridge.redact import REDACTOR, redact_tree
-from bridge.registry import configured
 from bridge.samples import sample
 from bridge.store.outbox import DEAD, STATUSES, Job, Outbox
 from bridge.store.reports import Reports, reports_for
@@ -46,7 +46,7 @@ LIVE_HEARTBEAT = 15.0
 
 
 def _names(request: web.Request) -> list[str]:
-    return [a.name for a in configured(request.config_dict[SETTINGS].adapters)]
+    return [a.name for a in request.app[ADAPTERS]]
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -367,7 +367,7 @@ async def rejected(request: web.Request) -> web.Response:
 def masked_settings(request: web.Request) -> dict[str, Any]:
     """Settings as JSON with every secret masked (SecretStr → ***, known secrets redacted)."""
     settings = request.config_dict[SETTINGS]
-    items = configured(settings.adapters)
+    items = request.app[ADAPTERS]
     for item in items:
         REDACTOR.add(*item.settings.secrets())
 

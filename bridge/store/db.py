@@ -260,10 +260,15 @@ class Database:
 
     async def set_meta_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` unless the key exists; return what is stored."""
-        await self.write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
-        stored = await self.get_meta(key)
-        assert stored is not None
-        return stored
+
+        # Written and read back in one transaction on the writer: the reader connection may
+        # still hold an older snapshot (a statement of another task not yet reset), and then
+        # it would not see the row just written (seen as a None at the first console login).
+        def put(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+        return await self.run(in_transaction(put))
 
 
 def _migrate(conn: sqlite3.Connection, *, where: str) -> tuple[int, int]:

@@ -111,7 +111,8 @@ MIGRATIONS: list[str] = [
     )
     """,
     # 3: the admin console's own tables (bridge/store/reports.py): refused webhooks (capped),
-    # intake counters per hour, the search index of numbers and uuids, revoked sessions. (IF
+    # intake counters per hour, the search index of numbers and uuids, one row per ended call
+    # (for the hourly chart), revoked sessions. (IF
     # NOT EXISTS: SQLite files of the console's first version created the first three.)
     """
     CREATE TABLE IF NOT EXISTS rejected_webhooks (
@@ -133,6 +134,14 @@ MIGRATIONS: list[str] = [
         event_id {ref} NOT NULL,
         PRIMARY KEY (key, event_id)
     ){norowid};
+    CREATE TABLE IF NOT EXISTS admin_calls (
+        domain   TEXT NOT NULL,
+        uuid     TEXT NOT NULL,
+        ended_at {float} NOT NULL,
+        answered INTEGER NOT NULL,
+        PRIMARY KEY (domain, uuid)
+    );
+    CREATE INDEX IF NOT EXISTS admin_calls_ended ON admin_calls (ended_at, answered);
     CREATE TABLE IF NOT EXISTS admin_revoked (
         nonce TEXT PRIMARY KEY,
         until {float} NOT NULL

@@ -34,6 +34,7 @@ def _rows_touched(status: str) -> int:
 
 class PostgresQ(Q):
     dialect = "postgresql"
+    least, greatest = "LEAST", "GREATEST"
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn

@@ -35,6 +35,7 @@ def drive(coro: Coroutine[Any, Any, T]) -> T:
 
 class SQLiteQ(Q):
     dialect = "sqlite"
+    least, greatest = "MIN", "MAX"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn

@@ -111,6 +111,8 @@ async def test_a_redelivered_call_creates_one_object(rig):
     await r.harness.worker.process(job)  # and the same job runs again (a lost booking)
     key = next(k for k in r.writes() if "contract-twice" in k)
     assert r.writes()[key] == 1
+    again = await r.harness.outbox.get(job.id)  # booked with the id the first run recorded
+    assert again is not None and (again.status, again.result) == ("done", job.result)
 
 
 async def test_a_retry_reuses_the_contact_the_first_try_created(rig):

@@ -427,9 +427,12 @@ async def test_search_uses_the_background_index(console_settings, start_bridge, 
         # Retention deleted the first event: its index entries go, the second's stay.
         await raw.run("DELETE FROM jobs WHERE event_id = 1")
         await raw.run("DELETE FROM events WHERE id = 1")
-        assert await reports.prune_index(chunk=1) == 2  # its number and its uuid
+        # Its number and its uuid, and its row in the per-call table of the hourly chart.
+        assert await reports.prune_index(chunk=1) == 3
         left = {r[0] for r in await raw.all("SELECT event_id FROM admin_call_index")}
         assert left == {2}
+        assert await raw.all("SELECT uuid FROM admin_calls") != [(wanted["uuid"],)]
+        assert await raw.val("SELECT COUNT(*) FROM admin_calls") == 1
     finally:
         await reports.close()
         await db.close()

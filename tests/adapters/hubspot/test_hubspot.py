@@ -256,25 +256,7 @@ async def test_task_goes_to_the_contact_owner(open_harness, no_unmocked_http, cl
     assert body(tasks)["associations"][0]["to"] == {"id": "53"}
 
 
-# -- idempotency ----------------------------------------------------------------------------
-
-
-async def test_the_same_call_delivered_twice_creates_one_call(
-    open_harness, no_unmocked_http, clock
-):
-    no_unmocked_http.post(SEARCH).mock(return_value=search_answer(ANNA))
-    calls = no_unmocked_http.post(CALLS).mock(return_value=created("9100"))
-    h = await open_harness()
-    payload = sample("call_end", uuid="u-twice", now=clock())
-    job = await h.deliver(payload)
-    assert job.status == "done"
-    # The webhook again (stored once), then the job run again (a retry, a CLI re-run).
-    await h.store(payload)
-    assert await h.attempt() == []
-    await h.worker.process(job)
-    again = await h.outbox.get(job.id)
-    assert again is not None and again.status == "done" and again.result == "call:9100"
-    assert calls.call_count == 1
+# -- idempotency (a redelivered call: the contract suite, tests/adapters/test_contract.py) --
 
 
 async def test_retry_after_a_failed_call_reuses_the_created_contact(

@@ -1,8 +1,9 @@
-"""Opening a SQLite file that another process is migrating or writing waits, it does not fail.
+"""The SQLite Database under what a loaded machine does to it.
 
-Replicas, `pbx-bridge migrate` and `serve` start together; the first opener's WAL switch and
-migration can hold the file longer than the busy timeout on a loaded machine (seen in CI as
-"database is locked" from a concurrent opener).
+Opening a file that another process is migrating or writing waits, it does not fail: replicas,
+`pbx-bridge migrate` and `serve` start together, and the first opener's WAL switch and migration
+can hold the file longer than the busy timeout on a loaded machine (seen in CI as "database is
+locked" from a concurrent opener).
 """
 
 from __future__ import annotations
@@ -47,3 +48,19 @@ async def test_concurrent_openers_of_a_fresh_file_all_open(tmp_path: Path) -> No
         assert sorted(db.migrated[0] for db in opened) == [0] + [migrations.LATEST] * 3
         for db in opened:
             await db.close()
+
+
+async def test_put_if_absent_answers_what_it_stored_while_the_reader_holds_a_snapshot(
+    tmp_path: Path,
+) -> None:
+    # The console's first login on a big file once got None here: the reader connection still
+    # held an older snapshot when the value written by the writer was read back.
+    db = await Database.open(tmp_path / "bridge.db")
+    try:
+        await db.conn.execute("BEGIN")
+        assert await db.fetchone("SELECT count(*) FROM meta") is not None  # snapshot taken
+        assert await db.set_meta_if_absent("session_key", "k1") == "k1"
+        assert await db.set_meta_if_absent("session_key", "k2") == "k1"
+        await db.conn.execute("ROLLBACK")
+    finally:
+        await db.close()
