@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -408,3 +410,13 @@ async def test_answered_by_an_unmapped_extension_hides_every_card(open_harness, 
         {"CALL_ID": reg.call_id, "USER_ID": [8, 9]}
     ]
     assert reg.shown == set()
+
+
+async def test_rings_of_one_call_running_at_once_register_one_call(open_harness, portal, clock):
+    h = await open_harness()
+    await h.store(inbound("call_user_start", "101", clock()))
+    await h.store(inbound("call_user_start", "102", clock()))
+    jobs = await h.outbox.claim(h.name, 10)
+    await asyncio.gather(*(h.worker.process(job) for job in jobs))  # two workers' slots
+    (reg,) = portal.registrations.values()
+    assert reg.shown == {8, 9}
