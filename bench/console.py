@@ -212,6 +212,10 @@ async def measure(settings: Settings, number: str, now: float, rounds: int, call
             await asyncio.sleep(0.2)
         took = time.perf_counter() - started
         print(f"search index caught up with {last:,} events in {took:.1f} s (background)")
+        if settings.storage.url is not None:
+            # A month-old database has statistics (autovacuum); one filled a minute ago may
+            # not have them for the tables the indexer just wrote.
+            await probe.val("ANALYZE")
         uuid = await probe.val("SELECT uuid FROM events ORDER BY id DESC LIMIT 1")
         dead = await probe.val("SELECT COUNT(*) FROM jobs WHERE status = 'dead'")
         yesterday = time.strftime("%Y-%m-%d", time.localtime(now - 86400))

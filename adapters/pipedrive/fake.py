@@ -155,5 +155,13 @@ class FakePipedrive(FakeCRM):
 
 
 def reliability_table(base_url: str) -> dict[str, Any]:
-    """``[adapters.pipedrive]`` pointed at a :class:`FakePipedrive`."""
-    return {"type": "pipedrive", "base_url": base_url, "api_token": TOKEN, **CRM_COMMON}
+    """``[adapters.pipedrive]`` pointed at a :class:`FakePipedrive`. No search limit either (as
+    no rate limit): it spaces searches in real time, 0.2 s each, which only slows the harness
+    (the limit itself is tested in tests/adapters/pipedrive/)."""
+    return {
+        "type": "pipedrive",
+        "base_url": base_url,
+        "api_token": TOKEN,
+        "search_rate_limit": 0,
+        **CRM_COMMON,
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import statistics
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -155,10 +154,7 @@ async def overview(request: web.Request) -> web.Response:
         words["calls_per_hour"],
     )
     latency_chart = charts.lines(
-        [
-            [statistics.median(b) if b else None for b in latencies],
-            [max(b) if b else None for b in latencies],
-        ],
+        [[median for median, _ in latencies], [top for _, top in latencies]],
         ["p50", "max"],
         labels,
         words["latency"],

@@ -1,4 +1,5 @@
-"""The reports port on PostgreSQL: a page's questions on one pooled connection.
+"""The reports port on PostgreSQL: a page's questions on one pooled connection, in one
+read-only snapshot.
 
 The questions are ``bridge/store/reports.py``'s, written with ``?`` placeholders; this ``Q``
 numbers them (``$1``, ``$2``…) and turns lists into ``= ANY($n)`` arrays.
@@ -51,6 +52,9 @@ class PostgresQ(Q):
     def in_list(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return "= ANY(?)", [list(values)]
 
+    def hour_of(self, column: str) -> str:
+        return f"floor(({column} - ?) / 3600)::int"
+
     def contains(self, column: str) -> str:
         return f"strpos({column}, ?) > 0"
 
@@ -60,7 +64,14 @@ class PostgresReports(Reports):
         self._storage = storage
 
     async def _read(self, job: Ask[T]) -> T:
-        async with self._storage._conn() as conn:  # failures are StorageError there
+        # One read-only snapshot per page, and no parallel workers: the questions are small
+        # index ranges, and starting workers cost more than they save (EXPLAIN ANALYZE of
+        # the per-status counts with 100,000 jobs: 42 ms with two workers, 3 ms without).
+        async with (
+            self._storage._conn() as conn,  # failures are StorageError there
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             return await job(PostgresQ(conn))
 
     async def _write(self, job: Ask[T]) -> T:

@@ -52,6 +52,9 @@ class SQLiteQ(Q):
     def in_list(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"IN ({','.join('?' * len(values))})", list(values)
 
+    def hour_of(self, column: str) -> str:
+        return f"CAST(({column} - ?) / 3600 AS INTEGER)"  # truncation: floor for x >= 0
+
     def contains(self, column: str) -> str:
         return f"instr({column}, ?) > 0"
 

@@ -20,11 +20,11 @@ import pytest
 
 from bridge import registry
 from bridge.adapter import Adapter, CheckResult, Manifest, capabilities
+from bridge.fakecrm import TEMPLATES
 from bridge.registry import manifests
 from bridge.samples import sample
 from bridge.testing import AdapterHarness, FakeClock
 from tests.reliability import fakes
-from tests.reliability.crm_fakes import TEMPLATES
 
 UNKNOWN = "+79221111123"  # nobody in any fake
 #: What a permanent auth failure must tell the admin to do (a key to fix, an action to take).

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
+from bridge.fakecrm import TEMPLATES
 from bridge.samples import sample
-from tests.reliability.crm_fakes import TEMPLATES
 from tests.reliability.fakes import HTTP_500, FakeCRM, HttpReceiver
 from tests.reliability.process import BridgeProcess, free_port, query, write_settings
 from tests.reliability.sizes import BIG, CRASH_EVENTS, CRASH_KILLS, CRASH_SEED
@@ -165,7 +165,7 @@ def _settings(tmp: Path, port: int, fakes: dict[str, FakeCRM]) -> Path:
             "retry_max_age_hours": 1,
         },
         "log": {"level": "INFO", "format": "json"},
-        "schedule": {"templates": TEMPLATES},  # notes name the call: see crm_fakes
+        "schedule": {"templates": TEMPLATES},  # notes name the call: see bridge.fakecrm
         "adapters.local": {},
     }
     for target in TARGETS:
