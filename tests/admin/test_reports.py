@@ -56,3 +56,26 @@ async def test_calls_per_hour_counts_each_call_once_indexed_or_not(
     finally:
         await reports.close()
         await storage.close()
+
+
+async def test_the_alerts_questions(backend: str | None, tmp_path: Path) -> None:
+    settings = StorageSettings(url=backend) if backend else StorageSettings(path=tmp_path / "r.db")
+    storage = await open_storage(settings)
+    reports = reports_for(storage)
+    try:
+        assert await reports.last_event_id() == 0
+        plan = {"call_end": [("crm", "log_call")]}
+        recovered = IncomingEvent("d.onpbx.ru", "r", "call_end", {"uuid": "r"}, recovered=True)
+        await storage.append([ev("a", "call_end"), ev("b", "call_end"), recovered], plan, START)
+        assert await reports.recovered_after(0) == (1, 3)
+        assert await reports.recovered_after(3) == (0, 3)
+        assert await reports.oldest_pending() == {"crm": START}
+        jobs = await storage.claim("crm", 2, START + 10)
+        for job in jobs:
+            await storage.book(job.id, "dead", START + 20 + job.id, error=f"HTTP 400: #{job.id}")
+        assert await reports.dead_since(START) == {"crm": (2, f"HTTP 400: #{jobs[-1].id}")}
+        assert await reports.dead_since(START + 100) == {}
+        assert sorted(await reports.dead_job_ids("crm")) == sorted(j.id for j in jobs)
+    finally:
+        await reports.close()
+        await storage.close()
