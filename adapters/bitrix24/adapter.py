@@ -9,10 +9,13 @@ tasks.task.add, voximplant.statistic.get, profile, user.get.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.adapter import (
     CREATE_TASK,
@@ -32,10 +35,12 @@ from bridge.adapter import (
 )
 from bridge.call import CALL_END, CALL_MISSED, INBOUND, Call
 from bridge.phones import Phone
-from bridge.store.state import CallState
 
 from .api import Bitrix24API, Bitrix24Error, TelephonyRefused
 from .settings import Bitrix24Settings
+
+if TYPE_CHECKING:
+    from bridge.store.state import CallState  # the per-call records of CallLog.state & co.
 
 # CRM object type ids (crm data types, "object_type") and the UF_CRM_TASK prefixes.
 OWNER_TYPE_ID = {"LEAD": 1, "CONTACT": 3, "COMPANY": 4}
@@ -111,6 +116,29 @@ def _entity(contact: Contact) -> str:
     return str(contact.extra.get("entity_type") or contact.kind).upper()
 
 
+def one_at_a_time(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Steps of one call never overlap in this process: two rings registering at once would
+    register two calls (different USER_IDs). The core runs a call's jobs in order anyway; this
+    holds even where it does not (a worker with concurrency > 1 on an older core)."""
+
+    @functools.wraps(method)
+    async def run(self: Bitrix24Adapter, item: Any) -> Any:
+        key = item.call.key
+        lock, users = self._call_locks.get(key, (asyncio.Lock(), 0))
+        self._call_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await method(self, item)
+        finally:
+            lock, users = self._call_locks[key]
+            if users == 1:
+                del self._call_locks[key]
+            else:
+                self._call_locks[key] = (lock, users - 1)
+
+    return run
+
+
 class Bitrix24Adapter(Adapter):
     Settings = Bitrix24Settings
     settings: Bitrix24Settings
@@ -122,6 +150,7 @@ class Bitrix24Adapter(Adapter):
         self._me: str | None = None
         self._lines: set[str] = set()  # lines known to be added (or not addable) this run
         self._no_live: str | None = None  # why live cards cannot work with this setup
+        self._call_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # Bitrix24 finds the CRM record by the number itself when a call is registered (and shows
     # it on the card): no lookup request before the card.
@@ -235,6 +264,7 @@ class Bitrix24Adapter(Adapter):
             call.event == CALL_MISSED and CREATE_TASK in events
         )
 
+    @one_at_a_time
     async def create_contact(self, new: NewContact) -> Contact:
         phone, call, name, state = new.phone, new.call, new.name, new.state
         user = new.owner_id or await self._fallback_user()
@@ -385,6 +415,7 @@ class Bitrix24Adapter(Adapter):
                 await state.put(CREATED, json.dumps([made[0], str(made[1])]))
         return reg, user
 
+    @one_at_a_time
     async def log_call(self, log: CallLog) -> str | Skipped:
         user = log.user_id or await self._fallback_user()
         if not self._telephony():
@@ -532,6 +563,7 @@ class Bitrix24Adapter(Adapter):
             return REFUSED_LIVE
         return self._no_live
 
+    @one_at_a_time
     async def ringing(self, live: LiveCall) -> str | Skipped:
         """First ring: register with SHOW=1 for the ringing user; later rings (a ring group):
         show the same call's card to each further user."""
@@ -578,6 +610,7 @@ class Bitrix24Adapter(Adapter):
             return Skipped("telephony.externalCall.show: Bitrix24 no longer knows the call")
         return f"{call_id} shown to {uid}"
 
+    @one_at_a_time
     async def answered(self, live: LiveCall) -> str | Skipped:
         """Hide the card from everyone it was shown to except the user who answered."""
         state = live.state
@@ -590,7 +623,7 @@ class Bitrix24Adapter(Adapter):
         if uid is not None:
             await state.put(ANSWERED_BY, str(uid))
         shown = await self._shown(state)
-        others = sorted(shown - {uid}) if uid is not None else []
+        others = sorted(shown - {uid})  # an unmapped user answered: hidden from everyone
         if others:
             hidden = await self.api.result(
                 "telephony.externalCall.hide", {"CALL_ID": call_id, "USER_ID": others}
@@ -604,6 +637,7 @@ class Bitrix24Adapter(Adapter):
             return Skipped("telephony.externalCall.show: Bitrix24 no longer knows the call")
         return f"{call_id} hidden from {others}" if others else f"{call_id} kept"
 
+    @one_at_a_time
     async def over(self, live: LiveCall) -> str | Skipped:
         """The call ended or was missed: finish the ring's registration at once (that closes
         every card); the post-call job then attaches the recording / adds the to-do."""
@@ -631,6 +665,7 @@ class Bitrix24Adapter(Adapter):
 
     # --- missed calls -----------------------------------------------------------------------
 
+    @one_at_a_time
     async def create_task(self, task: FollowUp) -> str:
         user_id = task.user_id or await self._fallback_user()
         call = task.call
@@ -709,6 +744,12 @@ class Bitrix24Adapter(Adapter):
             )
         else:
             notes.append("calls go through telephony.externalCall.register/finish")
+            live = [a for a in ("ringing", "answered", "over") if a in self.settings.events]
+            if live:
+                notes.append(
+                    "caller's card while the phone rings (register SHOW=1, show, hide, finish);"
+                    " events: " + ", ".join(live)
+                )
         return CheckResult(account=account, users=users, notes=notes)
 
     async def aclose(self) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -382,3 +384,39 @@ def test_the_fake_reuses_a_call_id_for_30_minutes_while_unfinished(clock):
     refused = portal(finish)
     assert refused.status_code == 400 and "Call is not found" in refused.json()["error_description"]
     assert PORTAL in WEBHOOK
+
+
+async def test_a_ring_job_run_twice_registers_once(open_harness, portal, clock):
+    # Its booking was lost (a crash after the CRM answered): the same job runs again.
+    h = await open_harness()
+    await h.store(inbound("call_user_start", "101", clock()))
+    (job,) = await h.attempt()
+    await h.worker.process(job)
+    rows = await results(h)
+    assert len(portal.calls("telephony.externalCall.register")) == 1
+    assert portal.calls("telephony.externalCall.show") == []
+    assert rows == [("call_user_start:101", "ringing", job.result)]
+
+
+async def test_answered_by_an_unmapped_extension_hides_every_card(open_harness, portal, clock):
+    h = await open_harness()
+    await h.store(inbound("call_user_start", "101", clock()))
+    await h.store(inbound("call_user_start", "102", clock()))
+    await h.attempt()
+    await h.store(inbound("call_answered", "555", clock()))  # not in the users map
+    await h.attempt()
+    (reg,) = portal.registrations.values()
+    assert portal.calls("telephony.externalCall.hide") == [
+        {"CALL_ID": reg.call_id, "USER_ID": [8, 9]}
+    ]
+    assert reg.shown == set()
+
+
+async def test_rings_of_one_call_running_at_once_register_one_call(open_harness, portal, clock):
+    h = await open_harness()
+    await h.store(inbound("call_user_start", "101", clock()))
+    await h.store(inbound("call_user_start", "102", clock()))
+    jobs = await h.outbox.claim(h.name, 10)
+    await asyncio.gather(*(h.worker.process(job) for job in jobs))  # two workers' slots
+    (reg,) = portal.registrations.values()
+    assert reg.shown == {8, 9}
