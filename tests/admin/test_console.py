@@ -388,6 +388,35 @@ async def test_live_calls_stream(console_settings, start_bridge):
     r.close()
 
 
+async def _next_calls(stream: Any) -> list[dict[str, Any]]:
+    """The calls of the next ``event: calls`` on a live stream."""
+    message = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 10)
+    return json.loads(message.decode().split("data: ", 1)[1])
+
+
+async def test_live_calls_come_from_the_adapter_that_keeps_them(console_settings, start_bridge):
+    # The local adapter with its live actions keeps the calls in progress (local_live): the
+    # page and the stream read that table, which knows who is ringing and who answered.
+    live = ["log_call", "create_task", "ringing", "answered", "over"]
+    client = await start_bridge(console_settings(adapters={"local": {"events": live}}))
+    ring = {**sample("call_user_start"), "direction": "inbound", "caller": "79221111123",
+            "callee": "101"}  # fmt: skip
+    await log_in(client)
+    stream = await client.get("/admin/live/stream")
+    assert await _next_calls(stream) == []
+    assert (await client.post(WEBHOOK, data=ring)).status == 200
+    [call] = await _next_calls(stream)  # once its ringing job has run
+    assert (call["uuid"], call["state"], call["callee"]) == (ring["uuid"], "ringing", "101")
+    assert call["caller"].endswith("79221111123")
+    assert (await client.post(WEBHOOK, data={**ring, "event": "call_answered"})).status == 200
+    assert [c["state"] for c in await _next_calls(stream)] == ["answered"]
+    end = {**sample("call_end"), "uuid": ring["uuid"]}
+    assert (await client.post(WEBHOOK, data=end)).status == 200
+    assert await _next_calls(stream) == []
+    stream.close()
+    assert ring["uuid"] not in await (await client.get("/admin/live")).text()
+
+
 @pytest.mark.parametrize("bad", ["short", "plaintext-not-a-hash"])
 def test_admin_settings_refuse_weak_values(bad, tmp_path):
     from bridge.settings import SettingsError
