@@ -363,19 +363,14 @@ class RetailCRMAdapter(JsonAdapter[RetailCRMSettings, RetailCRMAPI]):
 
     async def over(self, live: LiveCall) -> str | Skipped:
         """The call ended or was missed: ``hangup`` for every manager still shown it, with
-        how it ended. Closing a popup is cosmetic (the call log is the record), so a refusal
-        is a skip with its reason, never a dead job."""
+        how it ended (a refusal is put aside by the core, never a dead job: the call log is
+        the record)."""
         shown = await self._shown(live)
         if not shown:
             return Skipped("no call popup is open for this call")
         c = live.call
         status = HANGUP_STATUS.get(c.outcome, NOT_ANSWERED)
-        try:
-            refused = await self._event(
-                live, "hangup", shown, "call event hangup", hangupStatus=status
-            )
-        except Permanent as exc:
-            return Skipped(f"failed: {exc.reason}")
+        refused = await self._event(live, "hangup", shown, "call event hangup", hangupStatus=status)
         if refused is not None:
             return refused
         await live.state.put(SHOWN, "[]")
