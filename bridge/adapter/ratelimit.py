@@ -191,8 +191,8 @@ def spend_all(limiters: Iterable[Limiter]) -> None:
     """A process that takes a CRM over from another one (a replica taking an adapter's lead
     from one that just died, a bridge restarted a moment after a kill) cannot know what the
     other one sent in the CRM's current window: it may have used the whole allowance a moment
-    ago. Starting with an empty window would let a burst through on top of that (seen in the
-    replica harness: 12 requests over a 20/s limit after kills). So the new holder starts as if
+    ago. Starting with an empty window would let a burst through on top of that (in the
+    replica harness, 6 of 7 requests over a 20/s limit came within 2 s of a lead's kill). So the new holder starts as if
     it had just used the allowance itself: its first request waits one window (``rate_window``,
     or one request's interval for an evenly spaced limit)."""
     for limiter in limiters:
