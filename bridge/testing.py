@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.adapter.contract import Adapter
+from bridge.adapter.contract import LIVE_ACTIONS, Adapter
 from bridge.deliver.service import Delivery, job_planner
 from bridge.deliver.worker import AdapterWorker
 from bridge.metrics import Metrics
@@ -81,7 +81,8 @@ class AdapterHarness:
         # (no contact cache), unless they ask otherwise.
         table = {"rate_limit": 0, "contact_cache_seconds": 0, **table}
         settings["schedule"] = plain_schedule(settings.get("schedule"))
-        s = Settings(adapters={name: table}, storage={"path": tmp_path / f"{name}.db"}, **settings)
+        settings.setdefault("storage", {"path": tmp_path / f"{name}.db"})
+        s = Settings(adapters={name: table}, **settings)
         db = await open_storage(s.storage)
         adapters = configured(s.adapters)
         delivery = Delivery.build(adapters, s, db, Metrics(), clock)
@@ -96,16 +97,31 @@ class AdapterHarness:
         )
 
     async def attempt(self) -> list[Job]:
-        """Claim every due job of this adapter, run each once; return them as booked."""
-        jobs = await self.outbox.claim(self.name, 1000)
-        for job in jobs:
-            await self.worker.process(job)
-        return [j for j in [await self.outbox.get(job.id) for job in jobs] if j]
+        """Claim every due job of this adapter, run each once; return them as booked (in
+        the order they ran). The jobs of one call are claimed one at a time, in order (see
+        ``Storage.claim``), so this goes round by round until nothing new is claimable."""
+        ran: list[int] = []
+        while True:
+            jobs = await self.outbox.claim(self.name, 1000)
+            fresh = [job for job in jobs if job.id not in ran]
+            for job in jobs:
+                if job.id in ran:  # retried within this attempt: once is the contract
+                    await self.outbox.release(job.id)
+            for job in fresh:
+                ran.append(job.id)
+                await self.worker.process(job)
+            if not fresh:
+                break
+        return [j for j in [await self.outbox.get(job_id) for job_id in ran] if j]
 
     async def deliver(self, payload: dict[str, str]) -> Job:
-        """Store one event and run its job once; the job as booked afterwards."""
+        """Store one event and run its job once; the job as booked afterwards. An end event
+        of an adapter with the ``over`` live action causes two jobs: both run (``over``
+        first), and the post-call one is returned."""
         await self.store(payload)
         jobs = await self.attempt()
+        if len(jobs) > 1:
+            jobs = [job for job in jobs if job.action not in LIVE_ACTIONS]
         assert len(jobs) == 1, f"expected one job, got {len(jobs)}"
         return jobs[0]
 

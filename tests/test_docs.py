@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from bridge import manifest_docs
 from bridge.registry import configured
 from bridge.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTER_DOCS = sorted((ROOT / "docs" / "adapters").glob("*.md"))
+# Every adapter's page (its manifest's ``docs``), and any page under docs/adapters/.
+ADAPTER_DOCS = sorted(
+    {ROOT / m.docs for m in manifest_docs.ordered()}
+    | set((ROOT / "docs" / "adapters").glob("*.md"))
+)
 
 
 def test_settings_example_loads_and_validates():
@@ -58,27 +63,36 @@ def test_deploy_guide_matches_the_code(tmp_path):
     assert "metrics_token" in deploy
 
 
-FIRST = ("local", "http")  # the two generic adapters open the README table, then the CRMs
-
-
-def readme_adapter_table() -> str:
-    """The README's adapter table as the manifests describe the adapters."""
-    from bridge.registry import manifests
-
-    found = [m for name, m in manifests().items() if name == m.name]
-    found.sort(key=lambda m: (FIRST.index(m.name) if m.name in FIRST else len(FIRST), m.name))
-    rows = ["| name | what it does | docs |", "|---|---|---|"]
-    for m in found:
-        names = ", ".join(f"`{n}`" for n in (m.name, *m.aliases))
-        rows.append(f"| {names} | {m.summary} | [{m.docs}]({m.docs}) |")
-    return "\n".join(rows)
-
-
 def test_readme_adapter_table_is_the_manifests():
-    expected = readme_adapter_table()
-    assert expected in (ROOT / "README.md").read_text(), (
-        "README.md's adapter table differs from the manifests; it should read:\n" + expected
+    current = (ROOT / "README.md").read_text()
+    assert manifest_docs.readme(current) == current, (
+        "README.md's adapter table differs from the manifests: run python -m bridge.manifest_docs"
     )
+
+
+def test_settings_example_adapter_sections_are_the_manifests_and_docs_examples():
+    current = (ROOT / "settings.toml.example").read_text()
+    assert manifest_docs.settings_example(current) == current, (
+        "settings.toml.example's adapter sections differ from the manifests and docs pages:"
+        " run python -m bridge.manifest_docs"
+    )
+
+
+def test_manifest_docs_check_finds_a_stale_file(tmp_path, capsys):
+    for name in ("README.md", "settings.toml.example"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    for m in manifest_docs.ordered():
+        page = tmp_path / m.docs
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text((ROOT / m.docs).read_text())
+    assert manifest_docs.main(["--check", "--root", str(tmp_path)]) == 0
+    page = tmp_path / "docs" / "adapters" / "hubspot.md"
+    page.write_text(page.read_text().replace("task_due_minutes = 15", "task_due_minutes = 20"))
+    assert manifest_docs.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "stale: settings.toml.example" in capsys.readouterr().err
+    assert manifest_docs.main(["--root", str(tmp_path)]) == 0  # rewrites it
+    assert "task_due_minutes = 20" in (tmp_path / "settings.toml.example").read_text()
+    assert manifest_docs.main(["--check", "--root", str(tmp_path)]) == 0
 
 
 def test_settings_example_has_a_section_per_adapter():

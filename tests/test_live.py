@@ -43,9 +43,10 @@ def clock() -> FakeClock:
 async def http_harness(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Any]:
     opened: list[AdapterHarness] = []
 
-    async def open_(**table: Any) -> AdapterHarness:
+    async def open_(storage: dict[str, Any] | None = None, **table: Any) -> AdapterHarness:
         table = {"type": "http", "url": HOOK, "secret": SECRET, "users": {"101": 7}, **table}
-        h = await AdapterHarness.open(tmp_path, "hook", table, clock=clock)
+        more = {"storage": storage} if storage else {}
+        h = await AdapterHarness.open(tmp_path, "hook", table, clock=clock, **more)
         opened.append(h)
         return h
 
@@ -69,6 +70,9 @@ async def statuses(h: AdapterHarness) -> list[tuple[str, str, str, str | None]]:
 
 async def test_capability_by_presence_and_default_events() -> None:
     assert all(supports(adapter_class("http"), a) for a in ("ringing", "answered"))
+    assert all(supports(adapter_class("local"), a) for a in LIVE_ACTIONS)
+    # ...but opt-in there: the embedded default of every bridge without a CRM.
+    assert adapter_class("local").Settings().events == ["log_call", "create_task"]
     assert not supports(adapter_class("http"), "over")  # log_call closes its screen pop
     assert not any(supports(adapter_class("hubspot"), a) for a in LIVE_ACTIONS)
     assert set(adapter_class("http").Settings.model_fields["events"].default) >= set(LIVE_ACTIONS)
@@ -223,3 +227,172 @@ def test_documented_shapes_are_json() -> None:
         "event_at",
     }
     json.dumps(doc)
+
+
+# --- the fast lane, per-call order, staleness on both backends, calls in progress ---------
+
+
+def other_call(event: str, uuid: str, callee: str = "", now: float = 0.0) -> dict[str, str]:
+    return dict(inbound(event, callee, now), uuid=uuid)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_table(request: Any, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "postgresql":
+        return {"url": request.getfixturevalue("postgres_url")}
+    return {"path": tmp_path / "live.db"}
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    """Wait for ``check()`` to hold (a bound on *whether* it happens, not a speed test)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "did not happen"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_card_is_claimed_while_every_post_call_slot_waits(
+    http_harness, no_unmocked_http, clock
+):
+    """The fast lane: a CRM outage left a backlog, the worker's post-call slots are all
+    taken by requests that hang, and a new ring still reaches the CRM."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def crm(request: httpx.Request) -> httpx.Response:
+        kind = json.loads(request.content)["type"]
+        sent.append(kind)
+        if kind != "call.ringing":
+            await release.wait()  # the backlog's requests hang
+        return httpx.Response(200)
+
+    no_unmocked_http.post(HOOK).mock(side_effect=crm)
+    h = await http_harness(concurrency=2)
+    for i in range(40):
+        await h.store(other_call("call_end", f"backlog-{i}", "101", clock()))
+    h.worker.start()
+    await until(lambda: len(sent) == 2)  # both post-call slots hang
+    await h.store(other_call("call_user_start", "new-ring", "101", clock()))
+    h.worker.wake()
+    await until(lambda: "call.ringing" in sent)
+    assert sent.count("call.ringing") == 1 and len(sent) == 3  # ahead of the other 38
+    release.set()
+    await until(lambda: len(sent) == 41)
+
+
+async def test_the_jobs_of_one_call_never_run_two_at_once_and_keep_their_order(
+    http_harness, no_unmocked_http, clock
+):
+    running: dict[str, int] = {}
+    overlap: list[str] = []
+    order: dict[str, list[str]] = {}
+
+    async def crm(request: httpx.Request) -> httpx.Response:
+        doc = json.loads(request.content)
+        uuid = doc["call"]["uuid"]
+        running[uuid] = running.get(uuid, 0) + 1
+        if running[uuid] > 1:
+            overlap.append(uuid)
+        order.setdefault(uuid, []).append(doc["call"].get("extension") or doc["type"])
+        await asyncio.sleep(0.01)  # a CRM that takes a moment: others of the call would start
+        running[uuid] -= 1
+        return httpx.Response(200)
+
+    no_unmocked_http.post(HOOK).mock(side_effect=crm)
+    h = await http_harness(concurrency=4)
+    calls = [f"group-{i}" for i in range(8)]
+    for uuid in calls:  # a ring group: three extensions ring for each call, one twice
+        for ext in ("101", "102", "103", "102"):
+            await h.store(other_call("call_user_start", uuid, ext, clock()))
+    h.worker.start()
+    await until(lambda: sum(len(o) for o in order.values()) == 3 * len(calls))
+    assert overlap == []
+    assert all(order[uuid] == ["101", "102", "103"] for uuid in calls)
+
+
+async def test_a_card_for_an_ended_or_stale_call_is_skipped_on_both_backends(
+    http_harness, no_unmocked_http, clock, storage_table
+):
+    route = no_unmocked_http.post(HOOK).mock(return_value=httpx.Response(200))
+    h = await http_harness(events=["ringing", "answered"], storage=storage_table)
+    await h.store(other_call("call_missed", "ended"))
+    await h.store(other_call("call_user_start", "ended", "101", clock()))  # late, out of order
+    await h.store(other_call("call_answered", "answered", "101", clock()))
+    await h.store(other_call("call_user_start", "answered", "102", clock()))  # after the answer
+    await h.store(other_call("call_user_start", "fresh", "101", clock()))
+    results = {(j.uuid, j.event): j.result for j in await h.attempt()}
+    assert results.pop(("ended", "call_user_start:101")).startswith(
+        "skipped: the call is already over (call_missed received)"
+    )
+    assert results.pop(("answered", "call_user_start:102")) == (
+        "skipped: the call was already answered"
+    )
+    assert {r.startswith("skipped") for r in results.values()} == {False}
+    await h.store(other_call("call_user_start", "stale", "101", clock()))
+    clock.advance(61)
+    [stale] = await h.attempt()
+    assert stale.result == "skipped: stale: the event is 61 s old (live_max_age_seconds 60)"
+    assert sorted(d["call"]["uuid"] for d in documents(route)) == ["answered", "fresh"]
+
+
+async def test_a_failing_over_holds_the_call_log_back_only_while_useful(
+    tmp_path, clock, storage_table
+):
+    from bridge.adapter.errors import RetryLater
+
+    table = {"events": ["log_call", "create_task", "over"]}
+    h = await AdapterHarness.open(tmp_path, "local", table, clock=clock, storage=storage_table)
+    try:
+        tries: list[float] = []
+
+        async def over(live: Any) -> str:
+            tries.append(clock())
+            raise RetryLater("the CRM is down")
+
+        h.adapter.over = over  # type: ignore[method-assign]
+        await h.store(inbound("call_end", "101", clock()))
+        seen: list[tuple[str, str, str | None]] = []
+        for _ in range(40):
+            for job in await h.attempt():
+                seen.append((job.action, job.status, job.result))
+            if any(a == "log_call" for a, _, _ in seen):
+                break
+            clock.advance(2)
+        assert {a for a, _, _ in seen[:-2]} == {"over"}  # log_call waited behind it...
+        assert seen[-2][0] == "over" and seen[-2][1] == "done"  # ...until it was put aside
+        assert seen[-2][2].startswith("skipped: not retried past live_max_age_seconds")
+        assert seen[-1][:2] == ("log_call", "done")
+        assert 60 - 2 <= tries[-1] - tries[0] <= 60  # retried ~every 2 s for a minute, no more
+        assert all(status != "dead" for _, status, _ in seen)
+    finally:
+        await h.close()
+
+
+async def test_local_keeps_the_calls_in_progress(tmp_path, clock, storage_table):
+    local = adapter_class("local")
+    table = {"users": {"102": "u-102"}, "events": ["log_call", "ringing", "answered", "over"]}
+    h = await AdapterHarness.open(tmp_path, "local", table, clock=clock, storage=storage_table)
+    try:
+        for ext in ("101", "102", "101"):  # 101 repeated by onlinePBX: a duplicate
+            await h.store(inbound("call_user_start", ext, clock()))
+        await h.attempt()
+        [call] = await local.list_live(h.db)
+        assert (call["state"], call["ringing"], call["uuid"]) == ("ringing", ["101", "102"], UUID)
+        assert call["client"] == "+79221111123" and call["direction"] == "inbound"
+        await h.store(inbound("call_answered", "102", clock()))
+        await h.store(dict(inbound("call_user_start", "103", clock()), uuid="second"))
+        await h.attempt()
+        live = {c["uuid"]: c for c in await local.list_live(h.db)}
+        call, second = live[UUID], live["second"]
+        assert (call["state"], call["answered_by"], call["user_id"]) == ("answered", "102", "u-102")
+        assert (second["state"], second["ringing"]) == ("ringing", ["103"])
+        await h.store(inbound("call_end", "102", clock()))
+        await h.attempt()
+        assert [c["uuid"] for c in await local.list_live(h.db)] == ["second"]
+        await h.store(inbound("call_user_start", "104", clock()))  # a ring after the end
+        [late] = await h.attempt()
+        assert late.result.startswith("skipped: the call is already over")
+        assert [c["uuid"] for c in await local.list_live(h.db)] == ["second"]
+        assert (await local.list_calls(h.db))[0]["uuid"] == UUID  # and the call is logged
+    finally:
+        await h.close()

@@ -4,24 +4,27 @@ Endpoints (official API v4 reference, amocrm.ru/developers and kommo.com/develop
 ``GET /api/v4/contacts?query=`` (204 when nothing matches), ``GET /api/v4/leads``,
 ``GET /api/v4/companies?query=``, ``POST /api/v4/contacts``, ``POST /api/v4/leads/complex``,
 ``POST /api/v4/leads/unsorted/sip``,
-``POST /api/v4/calls``, ``POST /api/v4/tasks``, ``GET /api/v4/account``, ``GET /api/v4/users``
-and ``POST /oauth2/access_token``.
+``POST /api/v4/calls``, ``POST /api/v4/tasks``, ``GET /api/v4/account``, ``GET /api/v4/users``,
+``POST /oauth2/access_token``, and the incoming-call notification ``POST /api/v2/events``
+(amoCRM "Уведомление о звонке", Kommo "Add call notifications").
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from adapters.amocrm.api import AmoAPI, problem_text
 from adapters.amocrm.settings import AmoCRMSettings
 from bridge.adapter import (
-    Adapter,
     AdapterContext,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    JsonAdapter,
+    LiveCall,
     NewContact,
     RetryLater,
     Skipped,
@@ -52,6 +55,7 @@ def call_status(call: Call) -> int:
 
 
 TASK_TYPE_CALL = 1  # amo's predefined task type "Звонок" / "Follow-up"
+NOTIFIED = "amocrm.notified"  # CallState: the amo users already shown this call's notification
 CLOSED_LEAD_STATUSES = frozenset({142, 143})  # won / lost, the same in every pipeline
 
 
@@ -77,13 +81,13 @@ def _phone_field(phone: Phone) -> list[dict[str, Any]]:
     return [{"field_code": "PHONE", "values": [{"value": phone.e164, "enum_code": "WORK"}]}]
 
 
-class AmoCRMAdapter(Adapter):
-    Settings = AmoCRMSettings
-    settings: AmoCRMSettings
+class AmoCRMAdapter(JsonAdapter[AmoCRMSettings, AmoAPI]):
+    #: amo's call notification finds the contact/company (and its lead) by the number itself:
+    #: no lookup request before it.
+    live_lookup = False
 
     def __init__(self, settings: AmoCRMSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self.api = AmoAPI(settings, ctx)
         self._fallback_user: int | None = None  # the account's user, asked once
 
     async def _post(self, path: str, items: list[dict[str, Any]]) -> Any:
@@ -361,6 +365,32 @@ class AmoCRMAdapter(Adapter):
             " in [adapters.amocrm] (`pbx-bridge check` lists the ids)"
         )
 
+    # --- live: the incoming-call notification -------------------------------------------------
+
+    async def ringing(self, live: LiveCall) -> str | Skipped:
+        """amo's call notification (``POST /api/v2/events``, type ``phone_call``) for the
+        ringing user (outbound: the user who dials). amo shows it in the corner of the user's
+        screen with the card it finds by the number (the one open lead, else the contact or
+        company) or an offer to create a contact. There is no request to hide it: answered
+        and over have nothing to send (see docs/adapters/amocrm.md)."""
+        call = live.call
+        if call.client is None:
+            return Skipped("no client number to show")
+        user = user_number(live.user_id)
+        if user is None:
+            # Never without `users`: amo would notify every user of the account.
+            return Skipped(
+                f"extension {live.extension or '?'} has no amoCRM user (`users` map or"
+                " default_user): a notification without users would go to everyone"
+            )
+        notified: list[int] = json.loads(await live.state.get(NOTIFIED) or "[]")
+        if user in notified:
+            return Skipped(f"amoCRM user {user} was already notified of this call")
+        event = {"type": "phone_call", "phone_number": call.client.e164, "users": [user]}
+        await self.api.call("POST", "/api/v2/events", "POST /api/v2/events", json={"add": [event]})
+        await live.state.put(NOTIFIED, json.dumps([*notified, user]))
+        return f"notified:{user}"
+
     # --- check -------------------------------------------------------------------------------
 
     async def check(self) -> CheckResult:
@@ -387,6 +417,3 @@ class AmoCRMAdapter(Adapter):
             f"unknown callers: {self.settings.unknown_caller}",
         ]
         return CheckResult(account=str(name), users=users, notes=notes)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

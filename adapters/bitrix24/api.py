@@ -7,7 +7,9 @@ github.com/bitrix24/b24restdocs) plus each method's own ``ERROR_CORE`` etc.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridge.adapter import (
     AdapterContext,
@@ -27,6 +29,9 @@ from bridge.adapter.http import body_excerpt
 from .settings import OAUTH_TOKEN_URL, Bitrix24Settings
 
 OPERATION_LIMIT_FALLBACK = 60.0  # seconds, when a 429 names no reset time
+REDIRECTS = (301, 302, 303, 307, 308)
+MOVED_KEY = "portal_moved"  # AdapterState: {"from": configured origin, "to": new origin}
+ALERT = "ALERT: "  # the reason of a job that only the portal's admin or Bitrix24 can unblock
 
 
 class Bitrix24Error(Permanent):
@@ -41,6 +46,11 @@ class Bitrix24Error(Permanent):
 
 class TelephonyRefused(Bitrix24Error):
     """``WRONG_AUTH_TYPE``: this method needs an application context (not a webhook)."""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _scopes(settings: Bitrix24Settings) -> str:
@@ -79,13 +89,67 @@ class Bitrix24API(JsonAPI):
         base = webhook.get_secret_value() if webhook is not None else settings.base_url or ""
         super().__init__(settings, ctx, base_url=base)
         self.settings: Bitrix24Settings = settings
-        self._prefix = "" if webhook is not None else "/rest/"
+        self._configured = _origin(base)
+        self._moved: str | None = None  # the portal's new origin, after a redirect
+        self._moved_read = False
+
+    async def url(self, path: str) -> str:
+        """``path`` (a method name) on the portal's REST address: the webhook URL, else the
+        OAuth token's ``client_endpoint`` ("all method calls start with it"), else
+        ``base_url/rest/``; on the portal's new origin once it redirected there."""
+        if self.settings.webhook_url is not None:
+            base = self.settings.webhook_url.get_secret_value()
+        else:
+            endpoint = await self.auth.extra("client_endpoint") if self.auth else None
+            base = str(endpoint) if endpoint else f"{self.settings.base_url}/rest/"
+        base = base if base.endswith("/") else base + "/"
+        moved = await self._moved_origin()
+        if moved and _origin(base) == self._configured:
+            base = moved + urlsplit(base).path
+        return base + path
+
+    async def _moved_origin(self) -> str | None:
+        if not self._moved_read:
+            raw = await self.ctx.state.get(MOVED_KEY)
+            stored = json.loads(raw) if raw else {}
+            # Kept only while the settings name the old address: a new one replaces it.
+            if stored.get("from") == self._configured:
+                self._moved = stored.get("to")
+            self._moved_read = True
+        return self._moved
+
+    async def _follow(self, answer: Answer, method: str) -> None:
+        """The portal changed its address and redirects (Bitrix24's docs: "disable redirects,
+        receive the 302, extract the new address and repeat the POST there")."""
+        location = answer.response.headers.get("location") or ""
+        new = _origin(location) if "://" in location else ""
+        scheme = urlsplit(self._configured).scheme
+        if not new or urlsplit(new).scheme not in ("https", scheme):
+            raise Permanent(
+                f"{method}: HTTP {answer.status} to {location or 'nowhere'}: the portal moved;"
+                " set its new address in webhook_url / base_url"
+            )
+        self._moved, self._moved_read = new, True
+        await self.ctx.state.put(MOVED_KEY, json.dumps({"from": self._configured, "to": new}))
+        self.ctx.log.warning(
+            "Bitrix24 portal changed its address: requests go to the new one; update"
+            " webhook_url / base_url in the settings",
+            old=self._configured,
+            new=new,
+        )
 
     async def envelope(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """POST one method; the whole envelope (``result``, ``time``, ``total``, ``next``)."""
-        answer = await self.request(
-            "POST", self._prefix + method, what=method, json=dict(params or {})
-        )
+        body = dict(params or {})
+        answer = await self.request("POST", method, what=method, json=body, allow=REDIRECTS)
+        if answer.status in REDIRECTS:
+            await self._follow(answer, method)
+            answer = await self.request("POST", method, what=method, json=body, allow=REDIRECTS)
+            if answer.status in REDIRECTS:
+                raise Permanent(
+                    f"{method}: the portal redirects again (HTTP {answer.status}): set its"
+                    " current address in webhook_url / base_url"
+                )
         return answer.object
 
     async def result(self, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -130,7 +194,19 @@ class Bitrix24API(JsonAPI):
                 f"{said}: method blocked until its time limit resets",
                 self._operation_reset(answer, data),
             )
-        if code in ("NO_AUTH_FOUND", "INVALID_CREDENTIALS"):
+        if code == "OVERLOAD_LIMIT":
+            return Permanent(
+                f"{ALERT}{said}: Bitrix24 blocked this portal's REST API for overload, by hand;"
+                " only Bitrix24 support lifts it: ask them, then requeue the dead jobs"
+            )
+        if code == "PORTAL_DELETED":
+            return Permanent(
+                f"{ALERT}{said}: the portal was deleted or its public part is closed: check"
+                f" {self.settings.portal()} (on-premise: turn off Settings → Module settings →"
+                ' Main module → "Temporary closure of the public part of the site"), then'
+                " requeue the dead jobs"
+            )
+        if code == "NO_AUTH_FOUND":
             fix = (
                 "the inbound webhook was deleted or its URL is wrong: create one in Developer"
                 f" resources (scopes {_scopes(self.settings)}) and set webhook_url"
@@ -139,16 +215,35 @@ class Bitrix24API(JsonAPI):
                 " refresh_token"
             )
             return Permanent(f"{said}: {fix}")
+        if code == "INVALID_CREDENTIALS":
+            # System errors: "the user associated with the access token or webhook lacks the
+            # necessary permissions" (the credentials themselves are fine).
+            who = "inbound webhook" if webhook else "app"
+            return Permanent(
+                f"{said}: the user the {who} acts as lacks the rights for {method}: a portal"
+                " admin must give that user those rights (CRM and telephony access"
+                f" permissions), or create the {who} as a user who has them"
+            )
         if code == "insufficient_scope":
             who = "webhook" if webhook else "app"
-            return Permanent(
+            return Bitrix24Error(
                 f"{said}: the {who} lacks a permission for {method}; give it the scopes"
-                f" {_scopes(self.settings)}"
+                f" {_scopes(self.settings)}",
+                method=method,
+                code=code,
+                description=desc,
             )
         if code == "ACCESS_DENIED":
+            if method == "voximplant.statistic.get":
+                return Permanent(
+                    f"{said}: the user the bridge acts as may not read call statistics: give"
+                    ' that user the telephony permission "Call statistics — View" (Telephony →'
+                    " Permissions)"
+                )
             return Permanent(
-                f"{said}: REST API access is denied; the portal's plan must include the REST"
-                " API and the webhook's/app's user must be active"
+                f"{said}: the portal refuses the REST API: its plan must include it (REST is"
+                " only on commercial plans: the portal admin must renew or upgrade the plan),"
+                " and the webhook's/app's user must be active"
             )
         if code == "user_access_error":
             return Permanent(f"{said}: give the app's user access to the app in Bitrix24")
@@ -161,9 +256,12 @@ class Bitrix24API(JsonAPI):
                 description=desc,
             )
         if code == "ERROR_METHOD_NOT_FOUND":
-            return Permanent(
+            return Bitrix24Error(
                 f"{said}: the method is not available; give the scopes"
-                f" {_scopes(self.settings)} (or the module is not installed)"
+                f" {_scopes(self.settings)} (or the module is not installed)",
+                method=method,
+                code=code,
+                description=desc,
             )
         if code in ("INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER") or status >= 500:
             return RetryLater(f"{said} (HTTP {status})", retry_after_of(response))

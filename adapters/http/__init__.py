@@ -13,7 +13,7 @@ MANIFEST = Manifest(
     lists_users=False,
     capabilities=frozenset({"log_call", "create_task", "check", "ringing", "answered"}),
     docs="docs/HTTP_ADAPTER.md",
-    fake="tests.reliability.fakes:HttpReceiver",
-    fake_table="tests.reliability.fakes:http_table",
+    fake="adapters.http.fake:HttpReceiver",
+    fake_table="adapters.http.fake:reliability_table",
     fake_secrets=("secret",),
 )

@@ -1,7 +1,8 @@
 """``hubspot``: calls, missed-call tasks and new contacts in HubSpot CRM (API v3).
 
 ``settings`` (the table), ``api`` (auth, the search limit, the error envelope), ``adapter``
-(the mapping onto HubSpot's contacts, calls and tasks).
+(the mapping onto HubSpot's contacts, calls and tasks), ``fake`` (HubSpot's answers for the unit
+tests, served on loopback for the contract suite and the reliability harness).
 """
 
 from bridge.adapter import Manifest
@@ -15,7 +16,7 @@ MANIFEST = Manifest(
     idempotency_key=None,  # no idempotency key on calls or tasks
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/hubspot.md",
-    fake="tests.reliability.crm_fakes:FakeHubSpot",
-    fake_table="tests.reliability.crm_fakes:hubspot_table",
+    fake="adapters.hubspot.fake:FakeHubSpot",
+    fake_table="adapters.hubspot.fake:reliability_table",
     fake_secrets=("access_token",),
 )

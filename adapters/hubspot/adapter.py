@@ -15,12 +15,11 @@ from urllib.parse import urlsplit
 from adapters.hubspot.api import HubSpotAPI
 from adapters.hubspot.settings import HubSpotSettings
 from bridge.adapter import (
-    Adapter,
-    AdapterContext,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    JsonAdapter,
     NewContact,
 )
 from bridge.phones import Phone
@@ -102,14 +101,7 @@ def _name(props: dict[str, Any]) -> str | None:
     return name or None
 
 
-class HubSpotAdapter(Adapter):
-    Settings = HubSpotSettings
-    settings: HubSpotSettings
-
-    def __init__(self, settings: HubSpotSettings, ctx: AdapterContext) -> None:
-        super().__init__(settings, ctx)
-        self.api = HubSpotAPI(settings, ctx)
-
+class HubSpotAdapter(JsonAdapter[HubSpotSettings, HubSpotAPI]):
     # -- contacts -------------------------------------------------------------------------
 
     def search_body(self, phone: Phone) -> dict[str, Any]:
@@ -351,6 +343,3 @@ class HubSpotAdapter(Adapter):
                 ),
             ],
         )
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

@@ -11,6 +11,17 @@ MANIFEST = Manifest(
     idempotency_key="call_key",  # UNIQUE in its own tables: a repeat is the same row
     deduplicates=True,
     lists_users=False,
-    capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
+    capabilities=frozenset(
+        {
+            "log_call",
+            "create_task",
+            "check",
+            "find_contact",
+            "create_contact",
+            "ringing",
+            "answered",
+            "over",
+        }
+    ),
     docs="docs/adapters/local.md",
 )

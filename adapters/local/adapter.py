@@ -1,15 +1,19 @@
 """``local``: call logs and follow-up tasks kept in the bridge's own database.
 
 The embedded default: it needs no CRM account, and ``pbx-bridge calls`` / ``pbx-bridge tasks``
-list what it wrote. Also a reference for adapter authors: the whole contract, no HTTP. Its
-tables are the storage's (``local_*``, created by the migrations) and it reaches them through
+list what it wrote. Its live actions keep the calls in progress (``local_live``: ringing,
+answered, gone when over), which ``pbx-bridge calls --live`` and the admin console show.
+Also a reference for adapter authors: the whole contract, no HTTP. Its tables are the
+storage's (``local_*``, created by the migrations) and it reaches them through
 ``ctx.records``, never a connection.
 """
 
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from bridge.adapter import (
     Adapter,
@@ -18,7 +22,9 @@ from bridge.adapter import (
     CheckResult,
     Contact,
     FollowUp,
+    LiveCall,
     NewContact,
+    Skipped,
 )
 from bridge.phones import Phone
 from bridge.store import LocalRecords, Storage
@@ -26,6 +32,12 @@ from bridge.store import LocalRecords, Storage
 
 class LocalSettings(AdapterSettings):
     rate_limit: float = 0.0  # no remote service to protect
+    # The one adapter whose live actions are opt-in: it is the embedded default of every
+    # bridge without a CRM, and the console already shows calls in progress from the
+    # events; listing ringing/answered/over turns its calls-in-progress table on.
+    events: list[Literal["log_call", "create_task", "ringing", "answered", "over"]] = Field(
+        default_factory=lambda: ["log_call", "create_task"]
+    )
 
 
 class LocalAdapter(Adapter):
@@ -87,6 +99,44 @@ class LocalAdapter(Adapter):
             },
         )
         return f"task:{row_id}"
+
+    # --- live: the calls in progress (each call's jobs run one at a time, in order) ---------
+
+    def _live_row(self, live: LiveCall) -> dict[str, Any]:
+        c = live.call
+        return {
+            "call_key": c.key,
+            "domain": c.domain,
+            "uuid": c.uuid,
+            "direction": c.direction,
+            "client": c.client_number,
+            "line": c.gateway,
+            "extension": live.extension,
+            "user_id": live.user_id,
+            "contact_id": live.contact.id if live.contact else None,
+            "started_at": c.ended_at.timestamp(),  # a live event's date: when it rang
+            "updated_at": self.ctx.clock(),
+        }
+
+    async def ringing(self, live: LiveCall) -> str:
+        await self._records.ring(self._live_row(live))
+        return f"live:{live.extension}"
+
+    async def answered(self, live: LiveCall) -> str:
+        await self._records.answer(self._live_row(live))
+        return f"live:{live.extension}"
+
+    async def over(self, live: LiveCall) -> str | Skipped:
+        if await self._records.end(live.call.key):
+            return "live:ended"
+        return Skipped("not among the calls in progress (no ring or answer was kept)")
+
+    @staticmethod
+    async def list_live(
+        storage: Storage, limit: int = 200, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """What ``pbx-bridge calls --live`` shows."""
+        return await LocalRecords(storage).live(limit, since)
 
     @staticmethod
     async def list_calls(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """``pipedrive``: call logs, missed-call activities and new persons in Pipedrive.
 
 ``settings`` (the table), ``api`` (auth, limits, error envelope), ``adapter`` (the mapping onto
-API v1 call logs and v2 persons/activities), ``fake`` (a loopback Pipedrive for the harness).
+API v1 call logs and v2 persons/activities), ``fake`` (Pipedrive's answers for the unit tests,
+served on loopback for the contract suite and the reliability harness).
 """
 
 from bridge.adapter import Manifest
@@ -15,7 +16,7 @@ MANIFEST = Manifest(
     idempotency_key=None,  # no idempotency key on call logs or activities
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/pipedrive.md",
-    fake="tests.reliability.crm_fakes:FakePipedrive",
-    fake_table="tests.reliability.crm_fakes:pipedrive_table",
+    fake="adapters.pipedrive.fake:FakePipedrive",
+    fake_table="adapters.pipedrive.fake:reliability_table",
     fake_secrets=("api_token",),
 )

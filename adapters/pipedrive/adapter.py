@@ -13,12 +13,11 @@ from typing import Any
 from adapters.pipedrive.api import PipedriveAPI
 from adapters.pipedrive.settings import PipedriveSettings
 from bridge.adapter import (
-    Adapter,
-    AdapterContext,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    JsonAdapter,
     NewContact,
     Permanent,
     compact,
@@ -49,14 +48,7 @@ def outcome(call: Call) -> str:
     return OUTCOME.get(call.outcome, "no_answer")
 
 
-class PipedriveAdapter(Adapter):
-    Settings = PipedriveSettings
-    settings: PipedriveSettings
-
-    def __init__(self, settings: PipedriveSettings, ctx: AdapterContext) -> None:
-        super().__init__(settings, ctx)
-        self.api = PipedriveAPI(settings, ctx)
-
+class PipedriveAdapter(JsonAdapter[PipedriveSettings, PipedriveAPI]):
     # -- persons --------------------------------------------------------------------------
 
     async def find_contact(self, phone: Phone) -> Contact | None:
@@ -255,6 +247,3 @@ class PipedriveAdapter(Adapter):
             users=listed,
             notes=[f"token belongs to {me.get('name', '?')} (user {me.get('id', '?')})"],
         )
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

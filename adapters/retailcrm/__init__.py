@@ -13,13 +13,17 @@ MANIFEST = Manifest(
     title="RetailCRM",
     summary="calls in the telephony call log (`/api/v5/telephony/calls/upload`, with the"
     " recording and the PBX uuid as `externalId`), missed calls as tasks for the manager, the"
-    " telephony integration module registered by `check`",
+    " telephony integration module registered by `check`, the manager's call popup while the"
+    " phone rings (`/api/v5/telephony/call/event`)",
     # calls/upload reports a repeated externalId in duplicateCalls (booked as done), but that
     # is not documented as a guarantee and tasks have none: not claimed as a key.
     idempotency_key=None,
-    capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
+    capabilities=frozenset(
+        {"log_call", "create_task", "check", "find_contact", "create_contact"}
+        | {"ringing", "answered", "over"}
+    ),
     docs="docs/adapters/retailcrm.md",
-    fake="tests.reliability.crm_fakes:FakeRetailCRM",
-    fake_table="tests.reliability.crm_fakes:retailcrm_table",
+    fake="adapters.retailcrm.fake:LoopbackRetailCRM",
+    fake_table="adapters.retailcrm.fake:reliability_table",
     fake_secrets=("api_key",),
 )

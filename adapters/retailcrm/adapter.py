@@ -1,5 +1,6 @@
 """The RetailCRM adapter: customers and their manager by phone, the call log of the telephony
-API, missed-call tasks, and the telephony integration module.
+API, missed-call tasks, the telephony integration module, and live call events (the
+manager's incoming/outgoing call popup while the phone rings, closed when the call is over).
 
 Request shapes follow RetailCRM's API v5 reference and its official clients
 (retailcrm/api-client-php models: ``Telephony\\Call``, ``Tasks\\Task``,
@@ -17,14 +18,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from adapters.retailcrm.api import RetailCRMAPI
 from adapters.retailcrm.settings import RetailCRMSettings
 from bridge.adapter import (
-    Adapter,
     CallLog,
     CheckResult,
     Contact,
     DeliveryError,
     FollowUp,
+    JsonAdapter,
+    LiveCall,
     NewContact,
     Permanent,
+    Skipped,
     compact,
     user_number,
 )
@@ -42,6 +45,12 @@ CALL_DATE = "%Y-%m-%d %H:%M:%S"  # Telephony\Call::date, in the account's time z
 TASK_DATE = "%Y-%m-%d %H:%M"  # Tasks\Task::datetime, likewise
 INTEGRATION_STATE = "integration"  # fingerprint of the module last registered
 USERS_PAGE = 100  # the largest page RetailCRM serves
+SHOWN = "retailcrm.shown"  # CallState: the managers a call event showed this call to
+# Telephony\CallEventHangupStatus of the official client: answered, busy, cancel, failed,
+# "no answered". onlinePBX does not say who gave up on an unanswered call, so "cancel" is
+# never sent: an unanswered call is "no answered".
+HANGUP_STATUS = {"answered": "answered", "busy": "busy", "failed": "failed"}
+NOT_ANSWERED = "no answered"
 MAX_USER_PAGES = 50
 
 
@@ -50,17 +59,27 @@ def _name(record: dict[str, Any]) -> str | None:
     return " ".join(p for p in parts if p) or None
 
 
+def _label(manager: dict[str, Any]) -> str:
+    return f"user {manager['userId']}" if "userId" in manager else f"code {manager['code']}"
+
+
 def _phones(record: dict[str, Any]) -> list[str]:
     return [str(p.get("number") or "") for p in record.get("phones") or [] if isinstance(p, dict)]
 
 
-class RetailCRMAdapter(Adapter):
-    Settings = RetailCRMSettings
-    settings: RetailCRMSettings
+def _managers(entries: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The ``userIds`` / ``codes`` of a call event naming every manager in ``entries``."""
+    ids = [e["userId"] for e in entries if "userId" in e]
+    codes = [e["code"] for e in entries if "code" in e]
+    return compact({"userIds": ids or None, "codes": codes or None})
+
+
+class RetailCRMAdapter(JsonAdapter[RetailCRMSettings, RetailCRMAPI]):
+    #: A call event names only the phone: RetailCRM finds the customer for its popup itself.
+    live_lookup = False
 
     def __init__(self, settings: RetailCRMSettings, ctx: Any) -> None:
         super().__init__(settings, ctx)
-        self.api = RetailCRMAPI(settings, ctx)
         self._tz: tzinfo | None = None
         self._registered = False
 
@@ -153,11 +172,13 @@ class RetailCRMAdapter(Adapter):
         codes = [
             {"userId": int(uid), "code": ext} for ext, uid in sorted(self.settings.users.items())
         ]
+        events = set(self.settings.events)
         telephony: dict[str, Any] = {
             "allowEdit": False,  # extension codes come from the bridge's `users` map
-            "inputEventSupported": False,
-            "outputEventSupported": False,
-            "hangupEventSupported": False,
+            # The call events the bridge sends (telephony/call/event): in, out, hangup.
+            "inputEventSupported": "ringing" in events,
+            "outputEventSupported": "ringing" in events,
+            "hangupEventSupported": bool(events & {"answered", "over"}),
             "additionalCodes": codes,
         }
         return {
@@ -213,9 +234,13 @@ class RetailCRMAdapter(Adapter):
             entry["site"] = site
         return entry
 
-    async def log_call(self, log: CallLog) -> str:
+    async def _registration(self) -> None:
+        """Calls and call events belong to the telephony module: register it first."""
         if self.settings.register_integration and not self._registered:
             await self.register_integration()
+
+    async def log_call(self, log: CallLog) -> str:
+        await self._registration()
         data = await self.api.post(
             "/telephony/calls/upload", "upload call", calls=[await self.call_entry(log)]
         )
@@ -251,6 +276,105 @@ class RetailCRMAdapter(Adapter):
             "/tasks/create", "create task", task=await self.task_body(task), site=site
         )
         return f"task:{data['id']}"
+
+    # -- live call events -----------------------------------------------------------------
+
+    def _manager(self, live: LiveCall) -> dict[str, Any] | None:
+        """Whom a call event is for: the user id (``users`` map / default_user), else the
+        extension as the manager's code (the module's ``additionalCodes``, or the code set in
+        the manager's RetailCRM profile)."""
+        uid = user_number(live.user_id)
+        if uid is not None:
+            return {"userId": uid}
+        return {"code": live.extension} if live.extension else None
+
+    async def _shown(self, live: LiveCall) -> list[dict[str, Any]]:
+        return json.loads(await live.state.get(SHOWN) or "[]")
+
+    async def _event(
+        self, live: LiveCall, kind: str, to: list[dict[str, Any]], what: str, **extra: Any
+    ) -> Skipped | None:
+        """``POST /api/v5/telephony/call/event`` for the managers ``to``; Skipped when
+        RetailCRM knows none of them (``notExistUsers`` / ``notExistCodes``)."""
+        await self._registration()
+        c = live.call
+        event = compact(
+            {
+                "phone": c.client.digits if c.client else c.client_raw,
+                "type": kind,
+                **_managers(to),
+                "callExternalId": c.uuid,
+                "externalPhone": c.gateway or None,
+                "site": self.settings.site,
+                **extra,
+            }
+        )
+        data = await self.api.post("/telephony/call/event", what, event=event)
+        missing_ids = {int(u) for u in data.get("notExistUsers") or [] if str(u).isdigit()}
+        missing_codes = {str(code) for code in data.get("notExistCodes") or []}
+        known = [
+            e
+            for e in to
+            if e.get("userId") not in missing_ids and str(e.get("code")) not in missing_codes
+        ]
+        if known:
+            return None
+        named = ", ".join(map(_label, to))
+        return Skipped(
+            f"RetailCRM knows no manager {named} (notExistUsers/notExistCodes): fix the `users`"
+            " map (`pbx-bridge check` lists the ids)"
+        )
+
+    async def ringing(self, live: LiveCall) -> str | Skipped:
+        """The manager's call popup: ``in`` for the extension that rings, ``out`` for the
+        extension that dials."""
+        manager = self._manager(live)
+        if manager is None:
+            return Skipped("no RetailCRM manager for this call (no extension, no default_user)")
+        shown = await self._shown(live)
+        if manager in shown:
+            return Skipped(f"already shown to {_label(manager)}")
+        kind = "in" if live.call.direction == "inbound" else "out"
+        refused = await self._event(live, kind, [manager], f"call event {kind}")
+        if refused is not None:
+            return refused
+        await live.state.put(SHOWN, json.dumps([*shown, manager]))
+        return f"event:{kind}:{_label(manager)}"
+
+    async def answered(self, live: LiveCall) -> str | Skipped:
+        """Someone took the call: close the popup of every other manager it was shown to
+        (``hangup``, ``hangupStatus: answered``); the one who answered keeps it."""
+        taker = self._manager(live)
+        shown = await self._shown(live)
+        others = [m for m in shown if m != taker]
+        if not others:
+            return Skipped("the call was shown to nobody else")
+        refused = await self._event(
+            live,
+            "hangup",
+            others,
+            "call event hangup (answered elsewhere)",
+            hangupStatus="answered",
+        )
+        if refused is not None:
+            return refused
+        await live.state.put(SHOWN, json.dumps([m for m in shown if m == taker]))
+        return "event:hangup:" + ",".join(map(_label, others))
+
+    async def over(self, live: LiveCall) -> str | Skipped:
+        """The call ended or was missed: ``hangup`` for every manager still shown it, with
+        how it ended (a refusal is put aside by the core, never a dead job: the call log is
+        the record)."""
+        shown = await self._shown(live)
+        if not shown:
+            return Skipped("no call popup is open for this call")
+        c = live.call
+        status = HANGUP_STATUS.get(c.outcome, NOT_ANSWERED)
+        refused = await self._event(live, "hangup", shown, "call event hangup", hangupStatus=status)
+        if refused is not None:
+            return refused
+        await live.state.put(SHOWN, "[]")
+        return f"event:hangup:{status}"
 
     # -- check ----------------------------------------------------------------------------
 
@@ -292,6 +416,3 @@ class RetailCRMAdapter(Adapter):
             except DeliveryError as exc:
                 notes.append(f"telephony integration NOT registered: {exc.reason}")
         return CheckResult(account=f"RetailCRM {self.settings.base_url}", users=users, notes=notes)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

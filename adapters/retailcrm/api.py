@@ -30,6 +30,10 @@ FIXES = {
     " API access keys, allow the telephony, customers, tasks, users, settings and"
     " integration-modules methods (and the store)",
     "Account does not exist.": "check base_url (https://ACCOUNT.retailcrm.ru)",
+    # A call event while the telephony integration module is missing or inactive.
+    "Telephony not enabled": "the telephony integration module is not active in RetailCRM:"
+    " run `pbx-bridge check` (with register_integration = true) or switch the module on under"
+    " Settings → Integration",
 }
 
 

@@ -1,12 +1,15 @@
 """A RetailCRM account in memory, answering httpx requests as RetailCRM API v5 does.
 
 Used as a respx side effect by the unit tests (``respx.route(host=...).mock(side_effect=fake)``)
-and, through a thin aiohttp wrapper, by the reliability harness. It refuses what RetailCRM
+and, behind aiohttp (:class:`LoopbackRetailCRM`, with :func:`reliability_table`), by the
+contract suite and the reliability harness. It refuses what RetailCRM
 refuses: a missing or wrong key, a JSON body (RetailCRM reads form fields only, so every
 parameter is "missing"), a structured field that is not a JSON string, bad enum values and
 date formats, a task without a performer, an unknown user or customer, and a missing ``site``
-for a key that sees several stores. Answers have RetailCRM's shapes (``success``,
-``pagination``, ``processedCallsCount``/``duplicateCalls``…).
+for a key that sees several stores, and a call event without an active telephony module
+(``Telephony not enabled``). Answers have RetailCRM's shapes (``success``, ``pagination``,
+``processedCallsCount``/``duplicateCalls``, ``notExistUsers``/``notExistCodes``…). Call events
+open and close each manager's popup (``popups``) when the module declares that event type.
 """
 
 from __future__ import annotations
@@ -15,12 +18,34 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 
+from bridge.fakecrm import (
+    CALL,
+    CRM_COMMON,
+    TASK,
+    FakeCRM,
+    Recorded,
+    as_httpx,
+    digits,
+    key,
+    marked,
+    relay,
+)
+
 CALL_TYPES = {"in", "out", "hangup"}
+# Telephony\CallEventHangupStatus of the official client.
+HANGUP_STATUSES = {"answered", "busy", "cancel", "failed", "no answered"}
+# Which module flag declares each call event type (TelephonyConfiguration).
+EVENT_FLAGS = {
+    "in": "inputEventSupported",
+    "out": "outputEventSupported",
+    "hangup": "hangupEventSupported",
+}
 CALL_RESULTS = {"answered", "busy", "failed", "no answer", "not allowed", "unknown"}
 DEFAULT_KEY = "retailcrm-api-key-0123456789abcdefABCDEF"
 
@@ -38,10 +63,6 @@ def error(status: int, message: str, errors: Any = None) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
-
-
 @dataclass
 class FakeRetailCRM:
     api_key: str = DEFAULT_KEY
@@ -57,6 +78,9 @@ class FakeRetailCRM:
     calls: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every call event accepted, and the call popup each manager (user id) has open now
+    events: list[dict[str, Any]] = field(default_factory=list)
+    popups: dict[int, str] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     #: path → a canned answer that replaces the account's own (a refusal, a 503…)
     canned: dict[str, httpx.Response] = field(default_factory=dict)
@@ -186,11 +210,11 @@ class FakeRetailCRM:
                     }
             return httpx.Response(200, json=body)
         if path == "/api/v5/customers":
-            name = _digits(q.get("filter[name]"))
+            name = digits(q.get("filter[name]"))
             hits = [
                 c
                 for c in self.customers.values()
-                if name and any(name in _digits(p["number"]) for p in c.get("phones") or [])
+                if name and any(name in digits(p["number"]) for p in c.get("phones") or [])
             ]
             hits.sort(key=lambda c: -c["id"])  # newest first, as the list is sorted
             return httpx.Response(
@@ -216,9 +240,9 @@ class FakeRetailCRM:
         raise Refused(404, "API method not found")
 
     def _by_phone(self, phone: str) -> dict[str, Any] | None:
-        want = _digits(phone)[-10:]
+        want = digits(phone)[-10:]
         for c in sorted(self.customers.values(), key=lambda c: c["id"]):
-            if any(_digits(p["number"])[-10:] == want for p in c.get("phones") or []):
+            if any(digits(p["number"])[-10:] == want for p in c.get("phones") or []):
                 return c
         return None
 
@@ -254,10 +278,7 @@ class FakeRetailCRM:
             module = self._json_param(params, "integrationModule")
             return self._module(m.group(1), module)
         if path == "/api/v5/telephony/call/event":
-            event = self._json_param(params, "event")
-            if event.get("type") not in CALL_TYPES:
-                raise Refused(400, "Errors in the entity format", {"type": "invalid value"})
-            return httpx.Response(200, json={"success": True})
+            return self._call_event(self._json_param(params, "event"))
         raise Refused(404, "API method not found")
 
     def _upload(self, calls: Any) -> httpx.Response:
@@ -288,6 +309,51 @@ class FakeRetailCRM:
         body: dict[str, Any] = {"success": True, "processedCallsCount": len(fresh)}
         if duplicates:
             body["duplicateCalls"] = duplicates
+        return httpx.Response(200, json=body)
+
+    def _call_event(self, event: Any) -> httpx.Response:
+        """A call event (Telephony\\CallEvent): validated, refused without an active telephony
+        module, and shown to the managers it names when the module declares that event type.
+        Unknown managers come back in ``notExistUsers`` / ``notExistCodes``."""
+        if not isinstance(event, dict):
+            raise Refused(400, "Errors in the entity format", {"event": "not an object"})
+        errors: dict[str, str] = {}
+        if not event.get("phone"):
+            errors["phone"] = "This value should not be blank."
+        if event.get("type") not in CALL_TYPES:
+            errors["type"] = "The value you selected is not a valid choice."
+        if "hangupStatus" in event and event["hangupStatus"] not in HANGUP_STATUSES:
+            errors["hangupStatus"] = "The value you selected is not a valid choice."
+        for name, kind in (("userIds", int), ("codes", str)):
+            value = event.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+                errors[name] = "This value is not valid."
+        if errors:
+            raise Refused(400, "Errors in the entity format", errors)
+        module = self._telephony()
+        if module is None:
+            raise Refused(400, "Telephony not enabled")
+        telephony = module["integrations"]["telephony"]
+        by_code = {
+            str(e.get("code")): e.get("userId") for e in telephony.get("additionalCodes") or []
+        }
+        known = {u["id"] for u in self.users}
+        ids = [u for u in event.get("userIds") or [] if u in known]
+        codes = [c for c in event.get("codes") or [] if c in by_code]
+        self.events.append(event)
+        if telephony.get(EVENT_FLAGS[event["type"]]):
+            for uid in {*ids, *(by_code[c] for c in codes)}:
+                if event["type"] == "hangup":
+                    self.popups.pop(uid, None)
+                else:
+                    self.popups[uid] = str(event["phone"])
+        body: dict[str, Any] = {"success": True}
+        missing_ids = [u for u in event.get("userIds") or [] if u not in known]
+        missing_codes = [c for c in event.get("codes") or [] if c not in by_code]
+        if missing_ids:
+            body["notExistUsers"] = missing_ids
+        if missing_codes:
+            body["notExistCodes"] = missing_codes
         return httpx.Response(200, json=body)
 
     def _telephony(self) -> dict[str, Any] | None:
@@ -337,3 +403,47 @@ class FakeRetailCRM:
         created = code not in self.modules
         self.modules[code] = module
         return httpx.Response(201 if created else 200, json={"success": True, "info": {}})
+
+
+# -- on loopback (the contract suite and the reliability harness) ---------------------------
+
+LOOPBACK_KEY = "retailcrm-reliability-key-9f8e7d6c5b4a"
+
+
+class LoopbackRetailCRM(FakeCRM):
+    """A :class:`FakeRetailCRM` account behind aiohttp. A call carries its uuid as
+    ``externalId``; a task names it in its ``commentary`` (the harness's ``TEMPLATES``)."""
+
+    @cached_property
+    def account(self) -> FakeRetailCRM:
+        return FakeRetailCRM(api_key=LOOPBACK_KEY, users=[{"id": 1, "firstName": "Manager"}])
+
+    def answer(self, seen: Recorded) -> Any:
+        return relay(self.account(as_httpx(self.base_url, seen)))
+
+    def error_json(self, status: int) -> Any:
+        message = {
+            401: 'Wrong "apiKey" value.',
+            403: "Access denied.",
+            429: "Too many requests",
+            500: "Internal Server Error",
+        }[status]
+        return {"success": False, "errorMsg": message}
+
+    def call_key(self, seen: Recorded) -> str | None:
+        if seen.method != "POST" or not seen.body:
+            return None
+        params = {k: v[-1] for k, v in parse_qs(seen.body.decode()).items()}
+        if seen.path == "/api/v5/telephony/calls/upload" and "calls" in params:
+            return key(json.loads(params["calls"])[0]["externalId"], CALL)
+        if seen.path == "/api/v5/tasks/create" and "task" in params:
+            return marked(json.loads(params["task"]).get("commentary"), TASK)
+        return None
+
+
+def reliability_table(base_url: str) -> dict[str, Any]:
+    """``[adapters.retailcrm]`` pointed at a :class:`LoopbackRetailCRM`. A task needs a
+    performer: the account's one user."""
+    return dict(
+        CRM_COMMON, type="retailcrm", base_url=base_url, api_key=LOOPBACK_KEY, default_user="1"
+    )

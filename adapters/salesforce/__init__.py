@@ -20,7 +20,7 @@ MANIFEST = Manifest(
     idempotency_key="Task.CallObject (looked up before each create)",
     docs="docs/adapters/salesforce.md",
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
-    fake="tests.reliability.crm_fakes:FakeSalesforce",
-    fake_table="tests.reliability.crm_fakes:salesforce_table",
+    fake="adapters.salesforce.fake:LoopbackSalesforce",
+    fake_table="adapters.salesforce.fake:reliability_table",
     fake_secrets=("client_secret",),
 )

@@ -12,7 +12,7 @@ from typing import Any
 
 from adapters.salesforce.api import SalesforceAPI
 from adapters.salesforce.settings import SalesforceSettings
-from bridge.adapter import Adapter, CallLog, CheckResult, Contact, FollowUp, NewContact
+from bridge.adapter import CallLog, CheckResult, Contact, FollowUp, JsonAdapter, NewContact
 from bridge.call import Call
 from bridge.phones import Phone
 
@@ -45,14 +45,7 @@ def _confirmed(phone: Phone, record: dict[str, Any]) -> bool:
     return any(phone.matches(str(record.get(f) or "")) for f in ("Phone", "MobilePhone"))
 
 
-class SalesforceAdapter(Adapter):
-    Settings = SalesforceSettings
-    settings: SalesforceSettings
-
-    def __init__(self, settings: SalesforceSettings, ctx: Any) -> None:
-        super().__init__(settings, ctx)
-        self.api = SalesforceAPI(settings, ctx)
-
+class SalesforceAdapter(JsonAdapter[SalesforceSettings, SalesforceAPI]):
     # -- Contacts and Leads ---------------------------------------------------------------
 
     def search(self, phone: Phone) -> str:
@@ -193,6 +186,3 @@ class SalesforceAdapter(Adapter):
             users=users,
             notes=notes,
         )
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

@@ -18,10 +18,13 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+
+from bridge.fakecrm import CALL, CRM_COMMON, TASK, FakeCRM, Recorded, as_httpx, digits, key, relay
 
 CLIENT_ID = "3MVG9fakeConsumerKey.onlinepbx.bridge"
 CLIENT_SECRET = "F4KE5ECRET0123456789ABCDEF"
@@ -85,10 +88,6 @@ class Refused(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(response.text)
         self.response = response
-
-
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
 
 
 @dataclass
@@ -252,7 +251,7 @@ class FakeSalesforce:
                         f"line 1:{6 + i} no viable alternative at character '{ch}'",
                     )
                 )
-        terms = [_digits(t) for t in raw.replace("\\", "").split(" OR ")]
+        terms = [digits(t) for t in raw.replace("\\", "").split(" OR ")]
         hits: list[dict[str, Any]] = []
         for sobject in ("Contact", "Lead"):
             spec = re.search(rf"\b{sobject}\(([^)]*)\)", returning)
@@ -269,7 +268,7 @@ class FakeSalesforce:
                     and rec.get("IsConverted")
                 ):
                     continue
-                phones = [_digits(rec.get(f)) for f in ("Phone", "MobilePhone") if rec.get(f)]
+                phones = [digits(rec.get(f)) for f in ("Phone", "MobilePhone") if rec.get(f)]
                 if any(t and p.endswith(t) for t in terms for p in phones):
                     hits.append(
                         {"attributes": rec["attributes"], **{f: rec.get(f) for f in fields}}
@@ -432,3 +431,47 @@ class FakeSalesforce:
                 raise Refused(
                     errors(400, "STRING_TOO_LONG", f"{name}: data value too large", [name])
                 )
+
+
+# -- on loopback (the contract suite and the reliability harness) ---------------------------
+
+LOOPBACK_SECRET = "sf-consumer-secret-reliability-5e4d3c2b1a"
+
+
+class LoopbackSalesforce(FakeCRM):
+    """A :class:`FakeSalesforce` org and its token endpoint behind aiohttp, its instance URL
+    this server. A Task carries the call uuid in ``CallObject``."""
+
+    @cached_property
+    def org(self) -> FakeSalesforce:
+        return FakeSalesforce(instance_url=self.base_url, client_secret=LOOPBACK_SECRET)
+
+    def answer(self, seen: Recorded) -> Any:
+        return relay(self.org(as_httpx(self.base_url, seen)))
+
+    def error_json(self, status: int) -> Any:
+        code, message = {
+            401: ("INVALID_SESSION_ID", "Session expired or invalid"),
+            403: ("INSUFFICIENT_ACCESS", "insufficient access rights on object id"),
+            429: ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+            500: ("UNKNOWN_EXCEPTION", "An unexpected error occurred."),
+        }[status]
+        return [{"message": message, "errorCode": code}]
+
+    def call_key(self, seen: Recorded) -> str | None:
+        if seen.method != "POST" or not seen.path.endswith("/sobjects/Task/"):
+            return None
+        task = self.json(seen)
+        return key(task["CallObject"], CALL if task.get("TaskSubtype") == "Call" else TASK)
+
+
+def reliability_table(base_url: str) -> dict[str, Any]:
+    """``[adapters.salesforce]`` pointed at a :class:`LoopbackSalesforce`: the fake is both the
+    token endpoint (``login_url``) and the instance it names."""
+    return dict(
+        CRM_COMMON,
+        type="salesforce",
+        login_url=base_url,
+        client_id=CLIENT_ID,
+        client_secret=LOOPBACK_SECRET,
+    )

@@ -19,7 +19,7 @@ MANIFEST = Manifest(
     idempotency_key=None,
     capabilities=frozenset({"log_call", "create_task", "check", "find_contact", "create_contact"}),
     docs="docs/adapters/zoho.md",
-    fake="tests.reliability.crm_fakes:FakeZoho",
-    fake_table="tests.reliability.crm_fakes:zoho_table",
+    fake="adapters.zoho.fake:FakeZoho",
+    fake_table="adapters.zoho.fake:reliability_table",
     fake_secrets=("client_secret", "refresh_token"),
 )

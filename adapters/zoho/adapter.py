@@ -17,13 +17,13 @@ from typing import Any
 from adapters.zoho.api import ZohoAPI, refusal_of
 from adapters.zoho.settings import CONCURRENCY, ZohoSettings, data_centre
 from bridge.adapter import (
-    Adapter,
     AdapterContext,
     Answer,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    JsonAdapter,
     NewContact,
     Permanent,
 )
@@ -127,13 +127,9 @@ def unfillable(module: str, fields: dict[str, dict[str, Any]]) -> list[str]:
     )
 
 
-class ZohoAdapter(Adapter):
-    Settings = ZohoSettings
-    settings: ZohoSettings
-
+class ZohoAdapter(JsonAdapter[ZohoSettings, ZohoAPI]):
     def __init__(self, settings: ZohoSettings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self.api = ZohoAPI(settings, ctx)
         self.fields = Fields(self.api)
 
     # -- contacts and leads ---------------------------------------------------------------
@@ -401,6 +397,3 @@ class ZohoAdapter(Adapter):
                         f"{module} has no field {key} (call_id_field): writes are plain inserts"
                     )
         return notes
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

@@ -33,11 +33,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from itertools import count
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+
+from bridge.fakecrm import (
+    CALL,
+    CRM_COMMON,
+    TASK,
+    FakeCRM,
+    Recorded,
+    as_httpx,
+    digits,
+    marked,
+    relay,
+)
 
 ACCOUNTS = "https://accounts.zoho.eu"
 API_DOMAIN = "https://www.zohoapis.eu"
@@ -207,10 +220,6 @@ def user(user_id: str, name: str, email: str, role: str, profile: str) -> dict[s
         "role": {"name": role, "id": "4150868000000026005"},
         "profile": {"name": profile, "id": "4150868000000026011"},
     }
-
-
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
 
 
 @dataclass
@@ -460,7 +469,7 @@ class ZohoOrg:
             )
         if given != ["phone"]:
             return error("NOT_SUPPORTED", "only phone search is faked", 400)
-        wanted = _digits(query["phone"])
+        wanted = digits(query["phone"])
         if len(wanted) < 2:
             return error(
                 "INVALID_QUERY",
@@ -471,7 +480,7 @@ class ZohoOrg:
         hits = [
             r
             for r in self.records.get(module, {}).values()
-            if any(_digits(r.get(f)) == wanted for f in PHONE_FIELDS if r.get(f))
+            if any(digits(r.get(f)) == wanted for f in PHONE_FIELDS if r.get(f))
         ]
         if not hits:
             return Answer(204)  # Zoho: no body at all
@@ -659,3 +668,62 @@ class ZohoOrg:
         if upsert:  # upsert answers say what it did
             answer["action"] = action
         return answer
+
+
+# -- on loopback (the contract suite and the reliability harness) ---------------------------
+
+#: A custom unique field in Calls and Tasks of the loopback org: the adapter upserts by it.
+CALL_ID_FIELD = "PBX_Call_ID"
+
+
+class FakeZoho(FakeCRM):
+    """A :class:`ZohoOrg` and its accounts server on one loopback address (its refusals and
+    shapes), with a unique ``PBX_Call_ID`` field in Calls and Tasks so the adapter's upserts by
+    the PBX call id are exercised. Records name their call in ``Description`` (``TEMPLATES``)."""
+
+    @cached_property
+    def org(self) -> ZohoOrg:
+        org = ZohoOrg(accounts_url=self.base_url, api_domain=self.base_url, clock=self.clock)
+        for module in ("Calls", "Tasks"):
+            org.fields[module].append(_f(CALL_ID_FIELD, custom_field=True))
+            org.unique[module] = {CALL_ID_FIELD}
+        return org
+
+    def answer(self, seen: Recorded) -> Any:
+        request = as_httpx(self.base_url, seen)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return relay(self.org.handle(seen.method, str(request.url), headers, seen.body).httpx())
+
+    def error_json(self, status: int) -> Any:
+        code, message = {
+            401: ("INVALID_TOKEN", "invalid oauth token"),
+            403: ("NO_PERMISSION", "permission denied"),
+            429: ("TOO_MANY_REQUESTS", "The number of API requests has exceeded the limit."),
+            500: ("INTERNAL_ERROR", "Internal server error occurred."),
+        }[status]
+        return error(code, message, status).body
+
+    def call_key(self, seen: Recorded) -> str | None:
+        module = seen.path.removesuffix("/upsert")
+        kind = {"/crm/v8/Calls": CALL, "/crm/v8/Tasks": TASK}.get(module)
+        if seen.method != "POST" or kind is None:
+            return None
+        record = ((self.json(seen) or {}).get("data") or [{}])[0]
+        return marked(record.get("Description"), kind)
+
+
+def reliability_table(base_url: str) -> dict[str, Any]:
+    """``[adapters.zoho]`` pointed at a :class:`FakeZoho`: the accounts server and the org's
+    API on the fake; the PBX call id field makes every write an upsert (Zoho's duplicate check:
+    a repeated write updates the same record)."""
+    return {
+        "type": "zoho",
+        "accounts_url": base_url,
+        "base_url": base_url,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": REFRESH_TOKEN,
+        "call_id_field": CALL_ID_FIELD,
+        "default_user": ADMIN_ID,
+        **CRM_COMMON,
+    }

@@ -2,10 +2,11 @@
 
 One public namespace. A CRM adapter is ``adapters/<crm>/`` (see docs/ARCHITECTURE.md): a
 ``Manifest``, settings on :class:`CredentialSettings`, an ``api.py`` on :class:`JsonAPI` with a
-declared :class:`Auth`, and an ``adapter.py`` on :class:`Adapter`.
+declared :class:`Auth`, and an ``adapter.py`` on :class:`JsonAdapter` (an :class:`Adapter` that
+builds and closes its API).
 """
 
-from bridge.adapter.api import Answer, JsonAPI
+from bridge.adapter.api import Answer, JsonAdapter, JsonAPI
 from bridge.adapter.auth import (
     ApiKeyHeader,
     Auth,
@@ -90,6 +91,7 @@ __all__ = [
     "FindsContacts",
     "FollowUp",
     "JsonAPI",
+    "JsonAdapter",
     "Limiter",
     "LiveCall",
     "Manifest",

@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 import httpx
 
 from bridge.adapter.auth import Auth, BearerToken, Credentials, CredentialSettings
+from bridge.adapter.contract import Adapter
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
 from bridge.adapter.http import GENERIC_HINTS, body_excerpt, raise_for_status
 from bridge.adapter.ratelimit import Limiter
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from bridge.adapter.contract import AdapterContext, AdapterSettings
 
 _NOT_JSON = object()
+S = TypeVar("S", bound="AdapterSettings")
+A = TypeVar("A", bound="JsonAPI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,3 +193,31 @@ class JsonAPI:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class JsonAdapter(Adapter, Generic[S, A]):
+    """An adapter over one :class:`JsonAPI`, declared in its header instead of by hand::
+
+        class MyAdapter(JsonAdapter[MySettings, MyAPI]): ...
+
+    sets ``Settings = MySettings``, builds ``self.api = MyAPI(settings, ctx)`` and closes it
+    in ``aclose``; ``self.settings`` and ``self.api`` are typed as the two classes. A subclass
+    needing more set-up extends ``__init__`` (calling ``super().__init__`` first).
+    """
+
+    API: ClassVar[type[JsonAPI]] = JsonAPI
+    settings: S
+    api: A
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            if get_origin(base) is JsonAdapter:
+                cls.Settings, cls.API = get_args(base)
+
+    def __init__(self, settings: AdapterSettings, ctx: AdapterContext) -> None:
+        super().__init__(settings, ctx)
+        self.api = cast(A, self.API(settings, ctx))
+
+    async def aclose(self) -> None:
+        await self.api.aclose()

@@ -15,8 +15,16 @@ from aiohttp import web
 from bridge.admin.intake import Intake, intake_ctx
 from bridge.admin.middleware import guard
 from bridge.admin.routes import routes
-from bridge.admin.session import LOGIN_BLOCK, LOGIN_LIMIT, LOGIN_THROTTLE, LOGIN_WINDOW, SESSIONS
+from bridge.admin.session import (
+    ADAPTERS,
+    LOGIN_BLOCK,
+    LOGIN_LIMIT,
+    LOGIN_THROTTLE,
+    LOGIN_WINDOW,
+    SESSIONS,
+)
 from bridge.receive.throttle import BadTokenThrottle
+from bridge.registry import configured
 from bridge.settings import Settings
 
 __all__ = ["PREFIX", "Intake", "admin_app", "intake_ctx"]
@@ -29,6 +37,7 @@ def admin_app(settings: Settings) -> web.Application:
     """The console as a sub-application to mount at ``/admin``."""
     app = web.Application(middlewares=[guard])
     app[SESSIONS] = {}
+    app[ADAPTERS] = configured(settings.adapters)
     app[LOGIN_THROTTLE] = BadTokenThrottle(LOGIN_LIMIT, LOGIN_WINDOW, LOGIN_BLOCK)
     aiohttp_jinja2.setup(
         app,

@@ -6,8 +6,9 @@ compared in constant time.
 
 Sessions are signed cookies (``issued.nonce.hmac``), the key kept in the database's ``meta``
 table and mixed with the password: every process of one deployment accepts the same
-session, and changing the password logs everyone out. Logout revokes the nonce in this
-process (and drops the cookie); the session also ends after ``admin.session_hours``.
+session, and changing the password logs everyone out. Logout revokes the nonce in the
+storage (``admin_revoked``, through the reports port), so every process and replica on that
+storage refuses the cookie from then on; the session also ends after ``admin.session_hours``.
 The CSRF token is an HMAC of the session nonce: a page from another site cannot know it.
 """
 
@@ -19,8 +20,12 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bridge.settings import ADMIN_MIN_PASSWORD, AdminSettings
+
+if TYPE_CHECKING:
+    from bridge.store.reports import Reports
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
@@ -73,10 +78,14 @@ def password_ok(given: str, admin: AdminSettings) -> bool:
 
 
 class Sessions:
-    """Issues and checks session cookies and their CSRF tokens."""
+    """Issues and checks session cookies and their CSRF tokens; revocations are stored."""
 
     def __init__(
-        self, key: bytes, admin: AdminSettings, clock: Callable[[], float] = time.time
+        self,
+        key: bytes,
+        admin: AdminSettings,
+        reports: Reports,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         # Mixing in what the password is makes every old cookie invalid once it changes.
         marker = (admin.password_hash or "") + (
@@ -84,8 +93,8 @@ class Sessions:
         )
         self._key = hmac.new(key, marker.encode(), hashlib.sha256).digest()
         self._lifetime = admin.session_hours * 3600
+        self._reports = reports
         self._clock = clock
-        self._revoked: dict[str, float] = {}
 
     def _sign(self, text: str) -> str:
         return _b64(hmac.new(self._key, text.encode(), hashlib.sha256).digest())
@@ -98,8 +107,8 @@ class Sessions:
     def lifetime(self) -> float:
         return self._lifetime
 
-    def nonce(self, cookie: str | None) -> str | None:
-        """The session's nonce if ``cookie`` is a valid, live session; else None."""
+    def _signed(self, cookie: str | None) -> tuple[int, str] | None:
+        """(issued, nonce) of a cookie this deployment signed and that has not expired."""
         if not cookie or cookie.count(".") != 2:
             return None
         issued, nonce, sig = cookie.split(".")
@@ -109,19 +118,27 @@ class Sessions:
             age = self._clock() - int(issued)
         except ValueError:
             return None
-        if age < -60 or age > self._lifetime or nonce in self._revoked:
+        if age < -60 or age > self._lifetime:
             return None
-        return nonce
+        return int(issued), nonce
 
-    def revoke(self, cookie: str | None) -> None:
-        nonce = self.nonce(cookie)
-        if nonce is None:
+    async def nonce(self, cookie: str | None) -> str | None:
+        """The session's nonce if ``cookie`` is a valid, live session; else None.
+
+        Asks the storage whether it was revoked (by a logout on any replica): one primary-key
+        lookup per request, only for cookies that carry a valid signature."""
+        signed = self._signed(cookie)
+        if signed is None or await self._reports.session_revoked(signed[1]):
+            return None
+        return signed[1]
+
+    async def revoke(self, cookie: str | None) -> None:
+        signed = self._signed(cookie)
+        if signed is None:
             return
-        now = self._clock()
-        self._revoked[nonce] = now + self._lifetime
-        for old, until in list(self._revoked.items()):
-            if until < now:
-                del self._revoked[old]
+        issued, nonce = signed
+        # Kept until the cookie would have expired anyway, then pruned.
+        await self._reports.revoke_session(nonce, issued + self._lifetime + 60, self._clock())
 
     def csrf(self, nonce: str) -> str:
         return self._sign(f"csrf:{nonce}")

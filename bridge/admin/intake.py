@@ -19,11 +19,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from bridge.admin import queries
 from bridge.background import background
 from bridge.keys import CLOCK, DB, INTAKE
 from bridge.redact import REDACTOR
 from bridge.store import Storage, StorageError
+from bridge.store.reports import INDEX_CHUNK, INDEX_LEAD, close_reports, reports_for
 
 log = structlog.get_logger("bridge.admin")
 
@@ -58,7 +58,7 @@ class Intake:
         if not counts and not rejected:
             return
         try:
-            await queries.save_intake(db, counts, rejected)
+            await reports_for(db).save_intake(counts, rejected)
         except StorageError:
             # Put them back: they are written with the next flush.
             for key, n in counts.items():
@@ -68,15 +68,9 @@ class Intake:
 
 
 async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Creates the console's tables and flushes the intake counters in the background."""
+    """Flushes the intake counters and fills the search index in the background."""
     db, intake = app[DB], app[INTAKE]
-    if db.backend != "sqlite":
-        # Not SQLite: the console's tables are not on the storage ports yet (#16 moves
-        # bridge/admin/queries.py onto them); the counters stay in memory until then.
-        log.warning("webhook intake counters are not saved on this storage backend yet")
-        yield
-        return
-    await queries.ensure_schema(db)
+    reports = reports_for(db)
 
     async def loop() -> None:
         behind, last_prune = False, 0.0
@@ -85,11 +79,14 @@ async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
             # short transactions with small pauses, so webhooks keep getting the lock.
             await asyncio.sleep(INDEX_PAUSE if behind else FLUSH_SECONDS)
             try:
-                await intake.flush(db)
-                behind = await queries.index_calls(db) >= queries.INDEX_CHUNK
+                await intake.flush(db)  # every replica counts what it received
+                if not await db.try_lead(INDEX_LEAD):  # one replica indexes
+                    behind = False
+                    continue
+                behind = await reports.index_calls() >= INDEX_CHUNK
                 if not behind and time.monotonic() - last_prune > PRUNE_EVERY:
                     last_prune = time.monotonic()
-                    await queries.prune_index(db)
+                    await reports.prune_index()
             except StorageError as exc:
                 log.warning("could not save webhook intake counters", error=str(exc))
 
@@ -97,7 +94,7 @@ async def intake_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     with contextlib.suppress(StorageError):
         await intake.flush(db)
-    await queries.close_reader(db)
+    await close_reports(db)
 
 
 def make_intake(app: web.Application) -> Intake:

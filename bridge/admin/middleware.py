@@ -49,8 +49,12 @@ def _same_origin(request: web.Request) -> bool:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[LANG] = choose(request, request.config_dict[SETTINGS].schedule.locale)
     route = request.match_info.route.name
-    store = await sessions(request)
-    nonce = store.nonce(request.cookies.get(COOKIE))
+    try:
+        store = await sessions(request)
+        nonce = await store.nonce(request.cookies.get(COOKIE))
+    except StorageError as exc:  # cannot tell a revoked session: let none in
+        log.warning("console: storage unavailable", path=request.path, error=REDACTOR(str(exc)))
+        return _with_headers(message(request, 503, "storage", detail=REDACTOR(str(exc))))
     request[NONCE] = nonce
     if nonce is not None:
         request[CSRF] = store.csrf(nonce)
@@ -69,7 +73,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _with_headers(message(request, 403, "csrf"))
     try:
         response = await handler(request)
-    except StorageError as exc:  # a clear page, never a 500 (e.g. a report SQLite-only yet)
+    except StorageError as exc:  # a clear page, never a 500 (e.g. the database is away)
         log.warning("console: storage unavailable", path=request.path, error=REDACTOR(str(exc)))
         return _with_headers(message(request, 503, "storage", detail=REDACTOR(str(exc))))
     if request.query.get("lang") in LANGS:

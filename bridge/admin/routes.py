@@ -1,11 +1,10 @@
-"""The console's pages. Each handler asks ``queries`` and renders one template."""
+"""The console's pages. Each handler asks the storage's reports port and renders one template."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import secrets
-import statistics
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,11 +14,12 @@ from aiohttp import web
 
 from bridge.adapter.contract import LOG_CALL
 from bridge.adapter.errors import DeliveryError
-from bridge.admin import charts, queries
+from bridge.admin import charts
 from bridge.admin.auth import password_ok
 from bridge.admin.i18n import WORDS
 from bridge.admin.render import message, render
 from bridge.admin.session import (
+    ADAPTERS,
     COOKIE,
     LANG,
     LOGIN_THROTTLE,
@@ -31,9 +31,10 @@ from bridge.admin.session import (
 from bridge.keys import CLOCK, DB, DELIVERY, INTAKE, SETTINGS, TOKEN
 from bridge.phones import NumberParser, Phone
 from bridge.redact import REDACTOR, redact_tree
-from bridge.registry import configured
 from bridge.samples import sample
-from bridge.store.outbox import DEAD, STATUSES, Job
+from bridge.store import reports
+from bridge.store.outbox import DEAD, STATUSES, Job, Outbox
+from bridge.store.reports import Reports, reports_for
 
 log = structlog.get_logger("bridge.admin")
 
@@ -45,7 +46,7 @@ LIVE_HEARTBEAT = 15.0
 
 
 def _names(request: web.Request) -> list[str]:
-    return [a.name for a in configured(request.config_dict[SETTINGS].adapters)]
+    return [a.name for a in request.app[ADAPTERS]]
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -54,6 +55,10 @@ def _zone(request: web.Request) -> ZoneInfo:
 
 def _now(request: web.Request) -> float:
     return request.config_dict[CLOCK]()
+
+
+def _reports(request: web.Request) -> Reports:
+    return reports_for(request.config_dict[DB])
 
 
 _page = render
@@ -113,7 +118,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout", name="admin_logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    (await sessions(request)).revoke(request.cookies.get(COOKIE))
+    await (await sessions(request)).revoke(request.cookies.get(COOKIE))
     response = web.HTTPSeeOther(request.app.router["admin_login"].url_for())
     response.del_cookie(COOKIE, path="/admin/")
     raise response
@@ -140,7 +145,7 @@ async def overview(request: web.Request) -> web.Response:
         await intake.flush(db)
     start = (now // 3600 - 23) * 3600  # the current hour and the 23 before it
     labels = _hour_labels(start, _zone(request))
-    seen = await queries.overview(db, _names(request), start)
+    seen = await _reports(request).overview(_names(request), start)
     summaries, per_hour, latencies = seen.summaries, seen.calls_per_hour, seen.latency_per_hour
     counts = seen.intake
     calls_chart = charts.stacked_bars(
@@ -150,10 +155,7 @@ async def overview(request: web.Request) -> web.Response:
         words["calls_per_hour"],
     )
     latency_chart = charts.lines(
-        [
-            [statistics.median(b) if b else None for b in latencies],
-            [max(b) if b else None for b in latencies],
-        ],
+        [[median for median, _ in latencies], [top for _, top in latencies]],
         ["p50", "max"],
         labels,
         words["latency"],
@@ -236,8 +238,7 @@ async def calls(request: web.Request) -> web.Response:
     except ValueError as exc:
         return message(request, 400, "bad_input", detail=str(exc))
     tail = _number_tail(q, parser) if q else None
-    found = await queries.search_calls(
-        request.config_dict[DB],
+    found = await _reports(request).search_calls(
         number_tail=tail,
         uuid=q or None,
         since=since,
@@ -257,8 +258,8 @@ async def calls(request: web.Request) -> web.Response:
 
 @routes.get("/calls/{uuid}", name="admin_call")
 async def call(request: web.Request) -> web.Response:
-    detail = await queries.call_detail(
-        request.config_dict[DB], request.match_info["uuid"], request.query.get("domain")
+    detail = await _reports(request).call_detail(
+        request.match_info["uuid"], request.query.get("domain")
     )
     if detail is None:
         return message(request, 404, "not_found")
@@ -294,7 +295,7 @@ async def outbox(request: web.Request) -> web.Response:
         return message(request, 400, "bad_input", detail=detail)
     names = _names(request)
     adapter = request.query.get("adapter") or None
-    found = await queries.jobs(request.config_dict[DB], status, adapter)
+    found = await _reports(request).jobs(status, adapter)
     return _page(
         request,
         "outbox.html",
@@ -319,11 +320,11 @@ def _wake(request: web.Request, adapter: str) -> None:
 
 @routes.post("/outbox/{id:\\d+}/retry", name="admin_retry_job")
 async def retry_job(request: web.Request) -> web.StreamResponse:
-    db = request.config_dict[DB]
-    job = await queries.get_job(db, int(request.match_info["id"]))
+    outbox, now = Outbox(request.config_dict[DB]), _now(request)
+    job = await outbox.get(int(request.match_info["id"]))
     if job is None:
         return message(request, 404, "not_found")
-    n = await queries.retry_job(db, job.id, _now(request))
+    n = await Outbox(outbox.storage, lambda: now).retry_dead([job.id])
     _wake(request, job.adapter)
     log.info("console: dead job retried", job_id=job.id, adapter=job.adapter, retried=n)
     target = request.app.router["admin_outbox"].url_for().with_query(status=DEAD, retried=n)
@@ -336,7 +337,9 @@ async def retry_adapter(request: web.Request) -> web.StreamResponse:
     adapter = str(form.get("adapter") or "")
     if adapter not in _names(request):
         return message(request, 400, "bad_input", detail=f"adapter: {adapter!r}")
-    n = await queries.retry_adapter(request.config_dict[DB], adapter, _now(request))
+    now = _now(request)
+    ids = await _reports(request).dead_job_ids(adapter)
+    n = await Outbox(request.config_dict[DB], lambda: now).retry_dead(ids) if ids else 0
     _wake(request, adapter)
     log.info("console: dead jobs of an adapter retried", adapter=adapter, retried=n)
     target = request.app.router["admin_outbox"].url_for().with_query(status=DEAD, retried=n)
@@ -352,7 +355,7 @@ async def rejected(request: web.Request) -> web.Response:
     intake = request.config_dict.get(INTAKE)
     if intake is not None:
         await intake.flush(db)
-    return _page(request, "rejected.html", {"rows": await queries.rejected(db)})
+    return _page(request, "rejected.html", {"rows": await reports_for(db).rejected()})
 
 
 # --- settings and the test call ------------------------------------------------------------
@@ -361,7 +364,7 @@ async def rejected(request: web.Request) -> web.Response:
 def masked_settings(request: web.Request) -> dict[str, Any]:
     """Settings as JSON with every secret masked (SecretStr → ***, known secrets redacted)."""
     settings = request.config_dict[SETTINGS]
-    items = configured(settings.adapters)
+    items = request.app[ADAPTERS]
     for item in items:
         REDACTOR.add(*item.settings.secrets())
 
@@ -423,9 +426,46 @@ async def test_call(request: web.Request) -> web.Response:
 # --- calls in progress ----------------------------------------------------------------------
 
 
+def _keeper(request: web.Request) -> Any:
+    """The configured adapter that keeps the calls in progress itself, if any: one with a
+    ``list_live(storage, limit, since)`` (the local adapter) and its live actions on."""
+    for item in request.app[ADAPTERS]:
+        if getattr(item.cls, "list_live", None) is not None and "ringing" in item.settings.events:
+            return item.cls
+    return None
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A kept call in progress in the shape the page and the stream show."""
+    ext = row.get("answered_by") or ", ".join(row.get("ringing") or []) or ""
+    client = row.get("client") or ""
+    caller, callee = (client, ext) if row.get("direction") == "inbound" else (ext, client)
+    return {
+        "domain": row.get("domain", ""),
+        "uuid": row.get("uuid", ""),
+        "since": row.get("started_at"),
+        "direction": row.get("direction", ""),
+        "caller": caller,
+        "callee": callee,
+        "state": row.get("state", ""),
+    }
+
+
+async def _live_calls(request: web.Request) -> list[dict[str, Any]]:
+    """From the adapter that keeps them (one table read, its ringing/answered/over), else
+    built from the stored events of the last hours."""
+    now, keeper = _now(request), _keeper(request)
+    if keeper is not None:
+        rows = await keeper.list_live(
+            request.config_dict[DB], limit=200, since=now - reports.LIVE_WINDOW
+        )
+        return [_shown(r) for r in rows]
+    return await _reports(request).live_calls(now)
+
+
 @routes.get("/live", name="admin_live")
 async def live(request: web.Request) -> web.Response:
-    found = await queries.live_calls(request.config_dict[DB], _now(request))
+    found = await _live_calls(request)
     return _page(request, "live.html", {"calls": found, "now": _now(request)})
 
 
@@ -442,9 +482,9 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    db, last, quiet = request.config_dict[DB], None, 0.0
+    last, quiet = None, 0.0
     while True:
-        found = await queries.live_calls(db, _now(request))
+        found = await _live_calls(request)
         data = json.dumps(found, ensure_ascii=False, sort_keys=True)
         if data != last:
             await response.write(f"event: calls\ndata: {data}\n\n".encode())

@@ -19,7 +19,6 @@ import httpx
 import structlog
 from aiohttp import web
 
-from bridge.admin import queries
 from bridge.alerts.channels import Alert, Channel, ChannelError, channels
 from bridge.background import background
 from bridge.keys import CLOCK, DB, METRICS, SETTINGS
@@ -28,6 +27,7 @@ from bridge.redact import REDACTOR
 from bridge.registry import configured
 from bridge.settings import Settings
 from bridge.store import Storage, StorageError
+from bridge.store.reports import reports_for
 
 log = structlog.get_logger("bridge.alerts")
 
@@ -69,7 +69,7 @@ class Monitor:
         self._names = [a.name for a in configured(settings.adapters)]
 
     async def start(self) -> None:
-        self._last_event = await queries.last_event_id(self._db)
+        self._last_event = await reports_for(self._db).last_event_id()
         for name in self._names:
             self._auth_seen[name] = self._auth_count(name)
 
@@ -92,9 +92,9 @@ class Monitor:
     async def collect(self) -> list[Alert]:
         """What happened since the last look, as at most one alert per adapter (+ one)."""
         now = self._clock()
-        dead = await queries.dead_since(self._db, self._since)
-        oldest = await queries.oldest_pending(self._db)
-        recovered, self._last_event = await queries.recovered_after(self._db, self._last_event)
+        dead = await reports_for(self._db).dead_since(self._since)
+        oldest = await reports_for(self._db).oldest_pending()
+        recovered, self._last_event = await reports_for(self._db).recovered_after(self._last_event)
         self._since = now
         threshold = self._alerts.pending_age_minutes * 60
         out = []

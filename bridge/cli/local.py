@@ -1,9 +1,13 @@
-"""``pbx-bridge calls`` and ``pbx-bridge tasks``: what the local adapter wrote."""
+"""``pbx-bridge calls`` and ``pbx-bridge tasks``: what the local adapter wrote; ``calls --live``:
+the calls in progress it keeps."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
 
 from bridge.cli.base import Commands, Run, emit, row_count, with_db
 from bridge.registry import adapter_class
@@ -22,6 +26,19 @@ CALL_COLUMNS = (
     "user_id",
 )
 TASK_COLUMNS = ("id", "due_at", "client", "title", "user_id")
+LIVE_COLUMNS = ("since", "state", "direction", "client", "line", "ringing", "answered_by", "uuid")
+LIVE_WINDOW = 3 * 3600.0  # a call with no end after this long is not shown as in progress
+
+
+def _live_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            **r,
+            "since": datetime.fromtimestamp(r["started_at"], UTC).isoformat(timespec="seconds"),
+            "ringing": ",".join(r["ringing"]),
+        }
+        for r in rows
+    ]
 
 
 def cmd_list_local(kind: str) -> Run:
@@ -30,7 +47,10 @@ def cmd_list_local(kind: str) -> Run:
         local = adapter_class("local")
 
         async def run(db: Storage) -> int:
-            if kind == "calls":
+            if kind == "calls" and args.live:
+                rows = await local.list_live(db, args.limit, time.time() - LIVE_WINDOW)
+                emit(rows if args.json else _live_rows(rows), LIVE_COLUMNS, args.json)
+            elif kind == "calls":
                 emit(await local.list_calls(db, args.limit), CALL_COLUMNS, args.json)
             else:
                 emit(await local.list_tasks(db, args.limit), TASK_COLUMNS, args.json)
@@ -46,3 +66,7 @@ def register(commands: Commands) -> None:
         p = commands.add(kind, cmd_list_local(kind), help=f"{kind} written by the local adapter")
         p.add_argument("--limit", type=row_count, default=50)
         p.add_argument("--json", action="store_true")
+        if kind == "calls":
+            p.add_argument(
+                "--live", action="store_true", help="the calls in progress (ringing or answered)"
+            )

@@ -159,15 +159,8 @@ class Pipeline:
         return None
 
     async def _call_events(self, job: Job) -> set[str]:
-        """The events stored so far for the job's call (SQLite: one indexed read; a storage
-        without the SQL connection answers nothing, so only the age check applies there)."""
-        db = getattr(self._storage, "db", None)
-        if db is None:
-            return set()
-        rows = await db.fetchall(
-            "SELECT event FROM events WHERE domain = ? AND uuid = ?", (job.domain, job.uuid)
-        )
-        return {r[0] for r in rows}
+        """The events stored so far for the job's call (one indexed read, both backends)."""
+        return {e.partition(":")[0] for e in await self._storage.call_events(job.domain, job.uuid)}
 
     async def _live(self, job: Job, call: Call, state: CallState) -> Outcome:
         if job.action in CARD_ACTIONS:

@@ -63,6 +63,7 @@ class AdapterWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._live: set[asyncio.Task[None]] = set()  # the fast lane's share of _inflight
         self._running: dict[int, asyncio.Task[None]] = {}  # job id → its task (leases to renew)
         self._lead = f"adapter:{self.name}"
         self._leading = False
@@ -138,19 +139,36 @@ class AdapterWorker:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self._concurrency - len(self._inflight)
+            # Two budgets: the fast lane (live jobs) has its own slots, so a card is claimed
+            # at once even while every post-call slot waits on the CRM's rate limit.
+            free_live = self._concurrency - len(self._live)
+            free_post = self._concurrency - (len(self._inflight) - len(self._live))
             jobs: list[Job] = []
             try:
                 await self._rebook()
                 if not await self._take_lead():
                     await asyncio.sleep(LEAD_RETRY)  # not woken by inserts: the leader is
                     continue
-                if free > 0:
-                    jobs = await self._outbox.claim(self.name, free)
-                # Only a free slot waits for the next due job; a full worker is woken when
-                # one frees (skipping this query matters: every ingest commit wakes us).
-                full = len(jobs) >= free
-                next_due = None if full else await self._outbox.next_due(self.name)
+                if free_live > 0 or free_post > 0:
+                    jobs = await self._outbox.claim(
+                        self.name, max(0, free_post), live=max(0, free_live)
+                    )
+                fast = sum(job.action in LIVE_ACTIONS for job in jobs)
+                # Only a lane with a free slot waits for its next due job; a full one is
+                # woken when a slot frees (skipping the query matters: every ingest commit
+                # wakes us).
+                room = [
+                    lane
+                    for lane, free, got in (
+                        ("live", free_live, fast),
+                        ("post", free_post, len(jobs) - fast),
+                    )
+                    if got < free
+                ]
+                next_due = None
+                if room:
+                    lane = room[0] if len(room) == 1 else None
+                    next_due = await self._outbox.next_due(self.name, lane=lane)
             except StorageError as exc:
                 log.error("outbox unavailable", adapter=self.name, error=str(exc))
                 await self._sleep(1.0)
@@ -158,18 +176,19 @@ class AdapterWorker:
             for job in jobs:
                 task = asyncio.create_task(self.process(job))
                 self._inflight.add(task)
+                if job.action in LIVE_ACTIONS:
+                    self._live.add(task)
                 self._running[job.id] = task
                 task.add_done_callback(partial(self._finished, job.id))
-            if jobs and len(self._inflight) < self._concurrency:
-                continue
             wait = REBOOK_EVERY if self._unbooked else MAX_IDLE
             wait = min(wait, max(0.0, self._next_requeue - self._clock()))
-            if next_due is not None and len(self._inflight) < self._concurrency:
+            if next_due is not None:
                 wait = min(wait, max(0.0, next_due - self._clock()))
             await self._sleep(wait)
 
     def _finished(self, job_id: int, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._live.discard(task)
         self._running.pop(job_id, None)
         self._wake.set()  # a slot is free
 
@@ -195,7 +214,7 @@ class AdapterWorker:
                 log.info("job interrupted by shutdown, left pending")
                 raise
             except Permanent as exc:
-                if job.action in CARD_ACTIONS:
+                if job.action in LIVE_ACTIONS:
                     await self._put_aside(job, f"failed: {exc.reason}")
                 else:
                     await self._dead(job, exc.reason)
@@ -227,10 +246,11 @@ class AdapterWorker:
         reason = REDACTOR(reason)
         now = self._clock()
         retry_at = now + self._backoff.delay(job.attempts, retry_after)
-        if job.action in CARD_ACTIONS:
-            # Retried soon, and only while a card still makes sense.
+        if job.action in LIVE_ACTIONS:
+            # Retried soon, and only while still useful: a live job holds its call's later
+            # jobs back (per-call order), so it must never wait out a long backoff.
             retry_at = min(retry_at, now + max(LIVE_RETRY_MAX, retry_after or 0.0))
-            useless = await self._card_useless(job, retry_at)
+            useless = await self._live_useless(job, retry_at)
             if useless:
                 await self._put_aside(job, f"{useless}; last error: {reason}")
                 return
@@ -245,16 +265,23 @@ class AdapterWorker:
             retry_in=round(retry_at - now, 1),
         )
 
-    async def _card_useless(self, job: Job, retry_at: float) -> str | None:
+    async def _live_useless(self, job: Job, retry_at: float) -> str | None:
+        """Why a failed live job is not tried again: past ``live_max_age_seconds`` (a card
+        would come too late; an ``over`` would hold the call's post-call job back longer,
+        and that job still writes the call), or a card whose call went on without it."""
         if retry_at - job.created_at > self.pipeline.live_max_age:
-            return "not retried: the card would come too late"
+            if job.action in CARD_ACTIONS:
+                return "not retried: the card would come too late"
+            return "not retried past live_max_age_seconds: the post-call job follows"
+        if job.action not in CARD_ACTIONS:
+            return None
         try:
             return await self.pipeline.card_useless(job)
         except StorageError:
             return None  # retried; the next try looks again
 
     async def _put_aside(self, job: Job, reason: str) -> None:
-        """A card job that will not be shown: done as skipped (a warning, never a dead job:
+        """A live job that will not be done: done as skipped (a warning, never a dead job:
         the call's post-call jobs still log it)."""
         result = Skipped(REDACTOR(reason)).result
         await self._book(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -35,6 +36,8 @@ T = TypeVar("T")
 
 PROBE_PAYLOAD = "{}" + " " * 4096  # about one event with its jobs, a page or two
 FILE_MODE = 0o600  # the file holds the webhook token, signing key, sessions, OAuth tokens
+OPEN_WAIT_SECONDS = 30.0  # an opener waits this long for another's WAL switch or migration
+OPEN_RETRY_PAUSE = 0.01
 
 
 def _private(path: Path) -> None:
@@ -47,11 +50,50 @@ def _private(path: Path) -> None:
                 os.chmod(name, FILE_MODE)
 
 
+def _lock_refused(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+def _when_unlocked(step: Callable[[], T]) -> T:
+    """``step()``, tried again while another opener of the file holds it, for OPEN_WAIT_SECONDS.
+
+    Two things make an opener fail at once with "database is locked" although a busy timeout is
+    set: turning a fresh file to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY
+    without calling its busy handler when two openers both hold a read lock and both want to
+    upgrade (its deadlock avoidance); and another opener's migration can hold the write lock
+    longer than the busy timeout on a loaded machine. Both happen when replicas, `migrate` and
+    `serve` start together, and an opener has time to wait: it is starting up.
+    """
+    deadline = time.monotonic() + OPEN_WAIT_SECONDS
+    while True:
+        try:
+            return step()
+        except sqlite3.Error as exc:
+            if not _lock_refused(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(OPEN_RETRY_PAUSE)
+
+
 def _pragmas(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _when_unlocked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+
+
+async def _wal(conn: aiosqlite.Connection) -> None:
+    """``PRAGMA journal_mode = WAL`` on the reader, retried as ``_when_unlocked`` explains."""
+    deadline = time.monotonic() + OPEN_WAIT_SECONDS
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.Error as exc:
+            if not _lock_refused(exc) or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(OPEN_RETRY_PAUSE)
 
 
 def in_transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
@@ -99,7 +141,7 @@ class Database:
         conn.row_factory = sqlite3.Row
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await conn.execute("PRAGMA journal_mode = WAL")
+            await _wal(conn)
             await conn.execute("PRAGMA synchronous = FULL")
             await conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error:
@@ -218,15 +260,21 @@ class Database:
 
     async def set_meta_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` unless the key exists; return what is stored."""
-        await self.write("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
-        stored = await self.get_meta(key)
-        assert stored is not None
-        return stored
+
+        # Written and read back in one transaction on the writer: the reader connection may
+        # still hold an older snapshot (a statement of another task not yet reset), and then
+        # it would not see the row just written (seen as a None at the first console login).
+        def put(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+        return await self.run(in_transaction(put))
 
 
 def _migrate(conn: sqlite3.Connection, *, where: str) -> tuple[int, int]:
     """Apply the pending migrations under the write lock; (version before, version after)."""
-    conn.execute("BEGIN IMMEDIATE")  # the lock: a second process waits, then finds them done
+    # The lock: a second process waits, then finds them done.
+    _when_unlocked(lambda: conn.execute("BEGIN IMMEDIATE"))
     try:
         version = 0
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():

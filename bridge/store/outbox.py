@@ -66,16 +66,18 @@ class Outbox:
         """Jobs whose worker died (lease expired) are pending again."""
         return await self.storage.requeue_expired(self._clock(), adapter)
 
-    async def claim(self, adapter: str, limit: int) -> list[Job]:
-        """Mark up to ``limit`` due jobs running under this process's lease and return them,
-        in one transaction (a job is never left 'running' without its worker having it)."""
-        return await self.storage.claim(adapter, limit, self._clock())
+    async def claim(self, adapter: str, limit: int, *, live: int | None = None) -> list[Job]:
+        """Mark due jobs running under this process's lease and return them, in one
+        transaction (a job is never left 'running' without its worker having it): live
+        jobs first (up to ``live`` more than ``limit`` when given), each call's jobs one at
+        a time and in order (see :meth:`Storage.claim`)."""
+        return await self.storage.claim(adapter, limit, self._clock(), live=live)
 
     async def renew(self, job_ids: list[int]) -> int:
         return await self.storage.renew(job_ids, self._clock())
 
-    async def next_due(self, adapter: str) -> float | None:
-        return await self.storage.next_due(adapter, self._clock())
+    async def next_due(self, adapter: str, *, lane: str | None = None) -> float | None:
+        return await self.storage.next_due(adapter, self._clock(), lane=lane)
 
     async def mark_done(self, job_id: int, result: str | None) -> bool:
         return await self.storage.book(job_id, DONE, self._clock(), result=result)

@@ -125,10 +125,21 @@ class Storage(ABC):
     # --- jobs ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def claim(self, adapter: str, limit: int, now: float) -> list[Job]:
-        """Mark up to ``limit`` due pending jobs running under this process's lease (expiring
-        ``lease_seconds`` from ``now``) and return them, oldest due first. Jobs another
-        replica claims at the same moment are skipped, never taken twice."""
+    async def claim(
+        self, adapter: str, limit: int, now: float, *, live: int | None = None
+    ) -> list[Job]:
+        """Mark due pending jobs running under this process's lease (expiring
+        ``lease_seconds`` from ``now``) and return them, in one transaction.
+
+        The fast lane: live jobs (``tables.LIVE_LANE``) come first, before any post-call
+        job or retry, oldest due first. Without ``live``: up to ``limit`` jobs in all, live
+        ones first; with ``live=k``: up to ``k`` live jobs plus up to ``limit`` others (a
+        worker's two budgets, so a full post-call lane never holds a card back).
+
+        Per-call order: a job is taken only while no other job of its adapter and call
+        (domain/uuid) is running and no earlier one (lower id) is pending, so the jobs of
+        one call run one at a time, in arrival order. Jobs another replica claims at the
+        same moment are skipped, never taken twice."""
 
     @abstractmethod
     async def renew(self, job_ids: Sequence[int], now: float) -> int:
@@ -166,8 +177,15 @@ class Storage(ABC):
         under a live lease, also another replica's, is never touched."""
 
     @abstractmethod
-    async def next_due(self, adapter: str, now: float) -> float | None:
-        """When the adapter's next pending job is due (now for one a clock ahead booked)."""
+    async def next_due(self, adapter: str, now: float, *, lane: str | None = None) -> float | None:
+        """When the adapter's next claimable job is due (now for one a clock ahead booked);
+        only one lane's with ``lane`` ("live" or "post"). A job waiting for its call's turn is left
+        out: the job it waits for is counted, or wakes the worker when it is booked."""
+
+    @abstractmethod
+    async def call_events(self, domain: str, uuid: str) -> set[str]:
+        """The stored event names of one call (``call_user_start:<ext>`` as stored): what a
+        live job asks before showing a card (has the call ended, was it answered)."""
 
     @abstractmethod
     async def job_counts(self) -> dict[str, dict[str, int]]:
@@ -237,6 +255,31 @@ class Storage(ABC):
 
     @abstractmethod
     async def local_count(self, kind: str) -> int: ...
+
+    @abstractmethod
+    async def local_live_ring(self, row: dict[str, Any]) -> None:
+        """A call rings for ``row["extension"]``: add the call in progress (``row``: call_key,
+        domain, uuid, direction, client, line, extension, user_id, contact_id, started_at,
+        updated_at) or add the extension to the ones that rang (once each). An answered
+        call stays answered."""
+
+    @abstractmethod
+    async def local_live_answer(self, row: dict[str, Any]) -> None:
+        """``row["extension"]`` took the call: its state is ``answered`` (added if a ring
+        was never seen)."""
+
+    @abstractmethod
+    async def local_live_end(self, call_key: str) -> bool:
+        """The call is over: no longer in progress. Whether it was."""
+
+    @abstractmethod
+    async def local_live_list(
+        self, limit: int = 200, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Calls in progress, newest first, updated at or after ``since``: call_key, domain,
+        uuid, direction, client, line, state (``ringing``/``answered``), ringing (the
+        extensions that rang, in order), answered_by, user_id, contact_id, started_at,
+        updated_at."""
 
     # --- once across replicas -------------------------------------------------------------
 

@@ -40,10 +40,22 @@ from bridge.adapter.locks import DEFAULT_WAIT, LockTimeout
 from bridge.store import migrations
 from bridge.store.db import PROBE_PAYLOAD
 from bridge.store.events import IncomingEvent, Stored
-from bridge.store.outbox import Job
+from bridge.store.outbox import CLOCK_SLACK, MAX_DUE_AHEAD, Job
 from bridge.store.ports import PlannedJobs, Storage, StorageError, redact_url
 from bridge.store.state import call_key
-from bridge.store.tables import DUE, JOB_COLUMNS, LOCAL, by_adapter
+from bridge.store.tables import (
+    AHEAD,
+    DUE,
+    IN_TURN,
+    JOB_COLUMNS,
+    LANES,
+    LIVE_COLUMNS,
+    LOCAL,
+    by_adapter,
+    live_listed,
+    live_upsert,
+    live_values,
+)
 
 log = structlog.get_logger("bridge.store")
 
@@ -72,6 +84,10 @@ def lock_key(schema: str, name: str) -> int:
     """A signed 64-bit advisory lock key for ``name`` in ``schema``."""
     digest = hashlib.blake2b(f"pbx-bridge:{schema}:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _mark(i: int) -> str:
+    return f"${i}"
 
 
 def _count(status: str) -> int:
@@ -307,23 +323,43 @@ class PostgresStorage(Storage):
 
     # --- jobs ---------------------------------------------------------------------------
 
-    async def claim(self, adapter: str, limit: int, now: float) -> list[Job]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "WITH picked AS (SELECT id FROM jobs WHERE status = 'pending' AND adapter = $1"
-                f" AND {DUE.format(now='$2')} ORDER BY due_at, id LIMIT $3"
-                " FOR UPDATE SKIP LOCKED),"
-                " j AS (UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1,"
-                " updated_at = $2, lease_owner = $4, lease_expires = $5"
-                " FROM picked WHERE jobs.id = picked.id RETURNING jobs.*)"
-                f" SELECT {JOB_COLUMNS} FROM j JOIN events e ON e.id = j.event_id"
-                " ORDER BY j.due_at, j.id",
-                adapter,
-                now,
-                limit,
-                self.owner,
-                now + self.lease_seconds,
+    async def claim(
+        self, adapter: str, limit: int, now: float, *, live: int | None = None
+    ) -> list[Job]:
+        async with self._tx() as conn:
+            # One claimer per adapter at a time, across replicas (the worker's lead already
+            # makes it so; this keeps per-call order true for any caller): a call's job
+            # inserted by another replica and committed out of id order is then seen
+            # running by the next claim, never claimed beside it.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", lock_key(self.schema, f"claim:{adapter}")
             )
+            fast = await self._take(conn, "live", adapter, limit if live is None else live, now)
+            rest = limit - len(fast) if live is None else limit
+            return fast + await self._take(conn, "post", adapter, rest, now)
+
+    async def _take(
+        self, conn: asyncpg.Connection, lane: str, adapter: str, n: int, now: float
+    ) -> list[Job]:
+        """Claim up to ``n`` jobs of one lane, in their call's turn (see tables.IN_TURN)."""
+        if n <= 0:
+            return []
+        rows = await conn.fetch(
+            "WITH picked AS (SELECT j.id FROM jobs j JOIN events e ON e.id = j.event_id"
+            f" WHERE j.status = 'pending' AND j.adapter = $1 AND {LANES[lane]}"
+            f" AND {DUE.format(now='$2')} AND {IN_TURN}"
+            " ORDER BY j.due_at, j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED),"
+            " j AS (UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1,"
+            " updated_at = $2, lease_owner = $4, lease_expires = $5"
+            " FROM picked WHERE jobs.id = picked.id RETURNING jobs.*)"
+            f" SELECT {JOB_COLUMNS} FROM j JOIN events e ON e.id = j.event_id"
+            " ORDER BY j.due_at, j.id",
+            adapter,
+            now,
+            n,
+            self.owner,
+            now + self.lease_seconds,
+        )
         return [Job.from_row(r) for r in rows]
 
     async def renew(self, job_ids: Sequence[int], now: float) -> int:
@@ -380,14 +416,35 @@ class PostgresStorage(Storage):
             )
         return _count(status)
 
-    async def next_due(self, adapter: str, now: float) -> float | None:
+    async def next_due(self, adapter: str, now: float, *, lane: str | None = None) -> float | None:
+        lane_sql = LANES[lane]
+        # As on SQLite: the first job in due order that is in its call's turn, and whether
+        # a clock that was ahead booked one (then it is due now).
         async with self._conn() as conn:
-            return await conn.fetchval(
-                f"SELECT MIN(CASE WHEN {DUE.format(now='$2')} THEN LEAST(due_at, $2)"
-                " ELSE due_at END) FROM jobs WHERE status = 'pending' AND adapter = $1",
+            due = await conn.fetchval(
+                "SELECT j.due_at FROM jobs j JOIN events e ON e.id = j.event_id"
+                f" WHERE j.status = 'pending' AND j.adapter = $1 AND {lane_sql} AND {IN_TURN}"
+                " ORDER BY j.due_at LIMIT 1",
                 adapter,
-                now,
             )
+            ahead_ids = AHEAD.format(adapter="$1", ahead="$2", slack="$3", lane=lane_sql)
+            ahead = await conn.fetchval(
+                "SELECT 1 FROM jobs j JOIN events e ON e.id = j.event_id"
+                f" WHERE j.id IN ({ahead_ids}) AND {IN_TURN} LIMIT 1",
+                adapter,
+                now + MAX_DUE_AHEAD,
+                now + CLOCK_SLACK,
+            )
+        if ahead is not None:
+            return now if due is None or due > now else due
+        return due
+
+    async def call_events(self, domain: str, uuid: str) -> set[str]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT event FROM events WHERE domain = $1 AND uuid = $2", domain, uuid
+            )
+        return {r[0] for r in rows}
 
     async def job_counts(self) -> dict[str, dict[str, int]]:
         async with self._conn() as conn:
@@ -552,6 +609,35 @@ class PostgresStorage(Storage):
         async with self._conn() as conn:
             return int(await conn.fetchval(f"SELECT COUNT(*) FROM {LOCAL[kind][0]}"))
 
+    async def local_live_ring(self, row: dict[str, Any]) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                live_upsert("ringing", _mark, "strpos"), *live_values(row, "ringing")
+            )
+
+    async def local_live_answer(self, row: dict[str, Any]) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                live_upsert("answered", _mark, "strpos"), *live_values(row, "answered")
+            )
+
+    async def local_live_end(self, call_key: str) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute("DELETE FROM local_live WHERE call_key = $1", call_key)
+        return _count(status) > 0
+
+    async def local_live_list(
+        self, limit: int = 200, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {', '.join(LIVE_COLUMNS)} FROM local_live WHERE updated_at >= $1"
+                " ORDER BY started_at DESC, call_key LIMIT $2",
+                since if since is not None else float("-inf"),
+                limit,
+            )
+        return [live_listed(r) for r in rows]
+
     # --- locks, leads, rates ------------------------------------------------------------
 
     @property
@@ -704,4 +790,10 @@ class PostgresStorage(Storage):
                     deleted["crm_objects"] += _count(status)
                 deleted["events"] += len(gone)
                 after = first[0] + chunk - 1
+        async with self._conn() as conn:  # calls in progress whose end never came
+            stale = _count(
+                await conn.execute("DELETE FROM local_live WHERE updated_at < $1", cutoff)
+            )
+        if stale:
+            deleted["local_live"] = stale
         return deleted

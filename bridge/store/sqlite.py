@@ -25,12 +25,31 @@ from typing import Any
 from bridge.adapter.locks import FileLocks
 from bridge.store.db import Database, in_transaction
 from bridge.store.events import IncomingEvent, Stored
-from bridge.store.outbox import RUNNING, Job
+from bridge.store.outbox import CLOCK_SLACK, MAX_DUE_AHEAD, RUNNING, Job
 from bridge.store.ports import PlannedJobs, Storage, StorageBusy, StorageError
 from bridge.store.state import call_key
-from bridge.store.tables import DUE, JOB_COLUMNS, LOCAL, by_adapter
+from bridge.store.tables import (
+    AHEAD,
+    DUE,
+    IN_TURN,
+    JOB_COLUMNS,
+    LANES,
+    LIVE_COLUMNS,
+    LOCAL,
+    by_adapter,
+    live_listed,
+    live_upsert,
+    live_values,
+)
 
 MAX_BATCH = 400  # rows per multi-row INSERT, well under SQLite's variable limit
+
+# The jobs one claim takes in one lane: pending, due, in their call's turn, oldest due first.
+_CLAIMABLE = (
+    "SELECT j.id FROM jobs j JOIN events e ON e.id = j.event_id"
+    " WHERE j.status = 'pending' AND j.adapter = :adapter AND {lane}"
+    f" AND {DUE.format(now=':now')} AND {IN_TURN} ORDER BY j.due_at, j.id LIMIT :limit"
+)
 
 
 class SQLiteStorage(Storage):
@@ -166,35 +185,40 @@ class SQLiteStorage(Storage):
 
     # --- jobs ---------------------------------------------------------------------------
 
-    async def claim(self, adapter: str, limit: int, now: float) -> list[Job]:
+    async def claim(
+        self, adapter: str, limit: int, now: float, *, live: int | None = None
+    ) -> list[Job]:
         until = now + self.lease_seconds
+        params = {"now": now, "owner": self.owner, "until": until, "adapter": adapter}
 
-        def claim(conn: sqlite3.Connection) -> list[Job]:
-            ids = [
+        def take(conn: sqlite3.Connection, lane: str, n: int) -> list[int]:
+            if n <= 0:
+                return []
+            return [
                 r[0]
                 for r in conn.execute(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
                     " updated_at = :now, lease_owner = :owner, lease_expires = :until"
-                    " WHERE id IN (SELECT id FROM jobs WHERE status = 'pending'"
-                    f" AND adapter = :adapter AND {DUE.format(now=':now')}"
-                    " ORDER BY due_at, id LIMIT :limit) RETURNING id",
-                    {
-                        "now": now,
-                        "owner": self.owner,
-                        "until": until,
-                        "adapter": adapter,
-                        "limit": limit,
-                    },
+                    f" WHERE id IN ({_CLAIMABLE.format(lane=LANES[lane])})"
+                    " RETURNING id",
+                    {**params, "limit": n},
                 ).fetchall()
             ]
+
+        def claim(conn: sqlite3.Connection) -> list[Job]:
+            # The fast lane first, then the rest: the second statement already sees the
+            # first one's jobs running (a call's later job waits for them).
+            fast = take(conn, "live", limit if live is None else live)
+            ids = fast + take(conn, "post", limit - len(fast) if live is None else limit)
             if not ids:
                 return []
             found = conn.execute(
                 f"SELECT {JOB_COLUMNS} FROM jobs j JOIN events e ON e.id = j.event_id"
-                f" WHERE j.id IN ({','.join('?' * len(ids))}) ORDER BY j.due_at, j.id",
+                f" WHERE j.id IN ({','.join('?' * len(ids))})",
                 ids,
             ).fetchall()
-            return [Job.from_row(r) for r in found]
+            order = {job_id: i for i, job_id in enumerate(ids)}
+            return sorted((Job.from_row(r) for r in found), key=lambda j: order[j.id])
 
         return await self.db.run(in_transaction(claim))
 
@@ -239,13 +263,39 @@ class SQLiteStorage(Storage):
             params.append(adapter)
         return len(await self.db.write(sql + " RETURNING id", params))
 
-    async def next_due(self, adapter: str, now: float) -> float | None:
-        row = await self.db.fetchone(
-            f"SELECT MIN(CASE WHEN {DUE.format(now=':now')} THEN MIN(due_at, :now)"
-            " ELSE due_at END) FROM jobs WHERE status = 'pending' AND adapter = :adapter",
-            {"now": now, "adapter": adapter},
+    async def next_due(self, adapter: str, now: float, *, lane: str | None = None) -> float | None:
+        lane_sql = LANES[lane]
+        args = {
+            "adapter": adapter,
+            "ahead": now + MAX_DUE_AHEAD,
+            "slack": now + CLOCK_SLACK,
+        }
+        # Two index walks instead of one scan of every pending job: the first job in due
+        # order that is in its call's turn, and whether any job was booked by a clock that
+        # was ahead (due now, see outbox.CLOCK_SLACK). A job waiting for its call's turn is
+        # not due: the job it waits for is (or wakes the worker when it is booked).
+        first = await self.db.fetchone(
+            f"SELECT j.due_at FROM jobs j JOIN events e ON e.id = j.event_id"
+            f" WHERE j.status = 'pending' AND j.adapter = :adapter AND {lane_sql} AND {IN_TURN}"
+            " ORDER BY j.due_at LIMIT 1",
+            args,
         )
-        return None if row is None else row[0]
+        ahead_ids = AHEAD.format(adapter=":adapter", ahead=":ahead", slack=":slack", lane=lane_sql)
+        ahead = await self.db.fetchone(
+            "SELECT 1 FROM jobs j JOIN events e ON e.id = j.event_id"
+            f" WHERE j.id IN ({ahead_ids}) AND {IN_TURN} LIMIT 1",
+            args,
+        )
+        due = None if first is None else first[0]
+        if ahead is not None:
+            return now if due is None or due > now else due
+        return due
+
+    async def call_events(self, domain: str, uuid: str) -> set[str]:
+        rows = await self.db.fetchall(
+            "SELECT event FROM events WHERE domain = ? AND uuid = ?", (domain, uuid)
+        )
+        return {r[0] for r in rows}
 
     async def job_counts(self) -> dict[str, dict[str, int]]:
         rows = await self.db.fetchall(
@@ -372,6 +422,29 @@ class SQLiteStorage(Storage):
         row = await self.db.fetchone(f"SELECT COUNT(*) FROM {LOCAL[kind][0]}")
         return int(row[0]) if row else 0
 
+    async def local_live_ring(self, row: dict[str, Any]) -> None:
+        await self.db.write(live_upsert("ringing", _mark, "instr"), live_values(row, "ringing"))
+
+    async def local_live_answer(self, row: dict[str, Any]) -> None:
+        await self.db.write(live_upsert("answered", _mark, "instr"), live_values(row, "answered"))
+
+    async def local_live_end(self, call_key: str) -> bool:
+        return bool(
+            await self.db.write(
+                "DELETE FROM local_live WHERE call_key = ? RETURNING call_key", (call_key,)
+            )
+        )
+
+    async def local_live_list(
+        self, limit: int = 200, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            f"SELECT {', '.join(LIVE_COLUMNS)} FROM local_live WHERE updated_at >= ?"
+            " ORDER BY started_at DESC, call_key LIMIT ?",
+            (since if since is not None else float("-inf"), limit),
+        )
+        return [live_listed(r) for r in rows]
+
     # --- locks, leads, rates ------------------------------------------------------------
 
     @property
@@ -422,7 +495,17 @@ class SQLiteStorage(Storage):
             deleted["events"] += events
             deleted["crm_objects"] += objects
             await asyncio.sleep(0)
+        # Calls in progress whose end never came (onlinePBX did not send it).
+        stale = await self.db.write(
+            "DELETE FROM local_live WHERE updated_at < ? RETURNING call_key", (cutoff,)
+        )
+        if stale:
+            deleted["local_live"] = len(stale)
         return deleted
+
+
+def _mark(_i: int) -> str:
+    return "?"
 
 
 def _done_jobs(conn: sqlite3.Connection, *, cutoff: float, chunk: int) -> int:

@@ -100,3 +100,18 @@ class LocalRecords:
 
     async def count(self, kind: str) -> int:
         return await self._storage.local_count(kind)
+
+    # Calls in progress (the local adapter's live actions; the console and
+    # ``pbx-bridge calls --live`` read them).
+
+    async def ring(self, row: dict[str, Any]) -> None:
+        await self._storage.local_live_ring(row)
+
+    async def answer(self, row: dict[str, Any]) -> None:
+        await self._storage.local_live_answer(row)
+
+    async def end(self, call_key: str) -> bool:
+        return await self._storage.local_live_end(call_key)
+
+    async def live(self, limit: int = 200, since: float | None = None) -> list[dict[str, Any]]:
+        return await self._storage.local_live_list(limit, since)

@@ -20,11 +20,11 @@ import pytest
 
 from bridge import registry
 from bridge.adapter import Adapter, CheckResult, Manifest, capabilities
+from bridge.fakecrm import TEMPLATES
 from bridge.registry import manifests
 from bridge.samples import sample
 from bridge.testing import AdapterHarness, FakeClock
 from tests.reliability import fakes
-from tests.reliability.crm_fakes import TEMPLATES
 
 UNKNOWN = "+79221111123"  # nobody in any fake
 #: What a permanent auth failure must tell the admin to do (a key to fix, an action to take).
@@ -74,7 +74,9 @@ async def rig(request, tmp_path) -> AsyncIterator[Any]:
     made: list[Rig] = []
 
     async def open_(**over: Any) -> Rig:
+        # The post-call contract (live actions: tests/test_live.py and per CRM).
         table = {**manifest.load_fake_table()(fake.base_url), **over}
+        table.setdefault("events", ["log_call", "create_task"])
         h = await AdapterHarness.open(
             tmp_path, manifest.name, table, clock=clock, schedule={"templates": TEMPLATES}
         )
@@ -109,6 +111,8 @@ async def test_a_redelivered_call_creates_one_object(rig):
     await r.harness.worker.process(job)  # and the same job runs again (a lost booking)
     key = next(k for k in r.writes() if "contract-twice" in k)
     assert r.writes()[key] == 1
+    again = await r.harness.outbox.get(job.id)  # booked with the id the first run recorded
+    assert again is not None and (again.status, again.result) == ("done", job.result)
 
 
 async def test_a_retry_reuses_the_contact_the_first_try_created(rig):

@@ -13,13 +13,12 @@ from pydantic import SecretStr
 
 from bridge import registry
 from bridge.adapter import (
-    Adapter,
-    AdapterContext,
     Answer,
     Auth,
     BearerToken,
     CheckResult,
     CredentialSettings,
+    JsonAdapter,
     JsonAPI,
     OAuth2,
     Skipped,
@@ -52,14 +51,8 @@ class DemoAPI(JsonAPI):
         return answer.object.get("why") if answer.object.get("ok") is False else None
 
 
-class DemoAdapter(Adapter):
+class DemoAdapter(JsonAdapter[DemoSettings, DemoAPI]):
     """Only the three required methods: no contact support at all."""
-
-    Settings = DemoSettings
-
-    def __init__(self, settings: DemoSettings, ctx: AdapterContext) -> None:
-        super().__init__(settings, ctx)
-        self.api = DemoAPI(settings, ctx)
 
     async def log_call(self, log):
         if log.call.talk_seconds == 0:
@@ -72,9 +65,6 @@ class DemoAdapter(Adapter):
 
     async def check(self):
         return CheckResult(account="demo")
-
-    async def aclose(self) -> None:
-        await self.api.aclose()
 
 
 @pytest.fixture
@@ -114,6 +104,25 @@ def test_settings_take_a_token_or_an_oauth_app_not_both():
         DemoSettings(client_id="c", client_secret="s", authorization_code="code")
     assert DemoSettings(api_key="k").auth_kind == "token"
     assert DemoSettings(client_id="c", client_secret="s", refresh_token="r").auth_kind == "oauth"
+
+
+async def test_a_json_adapter_header_declares_its_settings_and_builds_and_closes_its_api(
+    harness,
+):
+    assert DemoAdapter.Settings is DemoSettings and DemoAdapter.API is DemoAPI
+    h = await harness(api_key="k-123")
+    api = h.adapter.api
+    assert isinstance(api, DemoAPI) and h.adapter.settings.api_key.get_secret_value() == "k-123"
+    closed: list[bool] = []
+    real = api.aclose
+
+    async def spy() -> None:
+        closed.append(True)
+        await real()
+
+    api.aclose = spy
+    await h.adapter.aclose()
+    assert closed == [True]
 
 
 async def test_a_static_token_goes_in_the_declared_header(harness, no_unmocked_http):

@@ -18,6 +18,7 @@ import textwrap
 import httpx
 import pytest
 
+from adapters.pipedrive.fake import call_log, search_answer, search_item
 from bridge.adapter.locks import FileLocks
 from bridge.adapter.oauth import OAuthTokens, TokenPair
 from bridge.samples import sample
@@ -25,7 +26,6 @@ from bridge.store.sqlite import SQLiteStorage
 from bridge.store.state import AdapterState
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
-from tests.fakes.pipedrive import call_log, search_answer, search_item
 
 OAUTH = "https://oauth.pipedrive.com/oauth/token"
 COMPANY = "https://acme.pipedrive.com"

@@ -1,4 +1,5 @@
-"""The console in a real browser: Debian's Chromium driven by Playwright (no browser download).
+"""The console in a real browser: Debian's Chromium driven by Playwright (no browser download),
+over SQLite and over the real PostgreSQL (``console_settings`` runs it on both).
 
 Skipped with a message where /usr/bin/chromium is missing, except under CI (``CI`` set), where
 a missing browser fails the run: .ci/run installs it. With ``PBX_BRIDGE_SCREENSHOTS=1`` the
@@ -7,9 +8,7 @@ screenshots go to docs/console/ (the ones the README shows); otherwise to a temp
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.samples import sample
-from tests.admin.conftest import PASSWORD
+from tests.admin.conftest import PASSWORD, Rows
 from tests.conftest import WEBHOOK
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,15 +52,7 @@ async def browser() -> AsyncIterator[Any]:
             await launched.close()
 
 
-async def _wait(db: sqlite3.Connection, sql: str, expected: Any) -> None:
-    for _ in range(200):
-        if db.execute(sql).fetchone()[0] == expected:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{sql} never gave {expected!r}")
-
-
-async def _seed(client: Any, db: sqlite3.Connection) -> dict[str, str]:
+async def _seed(client: Any, db: Rows) -> dict[str, str]:
     """A day of calls (some missed), one with a number to look for, and one dead job."""
     wanted = {**sample("call_end"), "direction": "inbound", "caller": "79161234567",
               "callee": "101"}  # fmt: skip
@@ -69,31 +60,32 @@ async def _seed(client: Any, db: sqlite3.Connection) -> dict[str, str]:
     bodies += [sample("call_missed") for _ in range(3)]
     for body in bodies:
         assert (await client.post(WEBHOOK, data=body)).status == 200
-    await _wait(db, "SELECT COUNT(*) FROM jobs WHERE status = 'done'", len(bodies))
+    await db.until("SELECT COUNT(*) FROM jobs WHERE status = 'done'", len(bodies))
     assert (await client.post(WEBHOOK, data=bodies[1])).status == 200  # a duplicate
     assert (await client.post("/webhooks/onlinepbx/guess-0123456789", data=bodies[2])).status == 404
     assert (await client.post(WEBHOOK, data={"event": "call_end"})).status == 422
-    now = db.execute("SELECT MAX(received_at) FROM events").fetchone()[0]
-    with db:  # spread the calls over the last 24 hours, so the charts have a shape
-        db.execute("UPDATE events SET received_at = ? - (id - 1) * 1.9 * 3600 + 60", (now,))
-        db.execute(
-            "UPDATE jobs SET created_at = (SELECT received_at FROM events WHERE id = event_id),"
-            " updated_at = (SELECT received_at FROM events WHERE id = event_id) + id * 0.7"
-        )
-        db.execute(
-            "UPDATE jobs SET status = 'dead', last_error = 'HTTP 400: phone is not valid'"
-            " WHERE event_id = (SELECT id FROM events WHERE uuid = ?)",
-            (wanted["uuid"],),
-        )
+    now = await db.val("SELECT MAX(received_at) FROM events")
+    # Spread the calls over the last 24 hours, so the charts have a shape.
+    await db.run("UPDATE events SET received_at = ? - (id - 1) * 1.9 * 3600 + 60", now)
+    await db.run(
+        "UPDATE jobs SET created_at = (SELECT received_at FROM events WHERE id = event_id),"
+        " updated_at = (SELECT received_at FROM events WHERE id = event_id) + id * 0.7"
+    )
+    await db.run(
+        "UPDATE jobs SET status = 'dead', last_error = 'HTTP 400: phone is not valid'"
+        " WHERE event_id = (SELECT id FROM events WHERE uuid = ?)",
+        wanted["uuid"],
+    )
     return wanted
 
 
-async def test_console_in_chromium(browser, console_settings, start_bridge, tmp_path):
+async def test_console_in_chromium(browser, console_settings, start_bridge, tmp_path, sql):
     settings = console_settings(schedule={"locale": "en"})
     client = await start_bridge(settings)
-    db = sqlite3.connect(settings.storage.path)
+    db = sql(settings)
     wanted = await _seed(client, db)
-    shots = DOCS if os.environ.get("PBX_BRIDGE_SCREENSHOTS") else tmp_path
+    on_sqlite = settings.storage.url is None  # the screenshots are the SQLite run's
+    shots = DOCS if os.environ.get("PBX_BRIDGE_SCREENSHOTS") and on_sqlite else tmp_path
     base = str(client.make_url("/admin/"))
     context = await browser.new_context(
         locale="en-US",
@@ -120,7 +112,7 @@ async def test_console_in_chromium(browser, console_settings, start_bridge, tmp_
     # Overview: the numbers are the database's.
     await page.goto("/admin/")
     # Delivered counts the last 24 hours (every seeded call is within them); the rest all.
-    expected = dict(db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+    expected = dict(await db.all("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
     row = page.locator('tr[data-adapter="local"]')
     assert await row.locator('[data-count="done"]').inner_text() == str(expected["done"])
     assert await row.locator('[data-count="dead"]').inner_text() == str(expected["dead"])
@@ -144,10 +136,10 @@ async def test_console_in_chromium(browser, console_settings, start_bridge, tmp_
     await page.screenshot(path=shots / "call.png", full_page=True)
 
     # A POST without the CSRF token is refused (same session cookie, no token).
-    job_id = db.execute("SELECT id FROM jobs WHERE status = 'dead'").fetchone()[0]
+    job_id = await db.val("SELECT id FROM jobs WHERE status = 'dead'")
     forged = await page.request.post(f"/admin/outbox/{job_id}/retry", form={"x": "1"})
     assert forged.status == 403
-    assert db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] == "dead"
+    assert await db.val("SELECT status FROM jobs WHERE id = ?", job_id) == "dead"
 
     # Outbox: retry the dead job and see it delivered.
     await page.goto("/admin/outbox?status=dead")
@@ -155,7 +147,7 @@ async def test_console_in_chromium(browser, console_settings, start_bridge, tmp_
     await page.screenshot(path=shots / "outbox.png", full_page=True)
     await page.locator(f'tr[data-job="{job_id}"] button', has_text="Retry").click()
     await page.wait_for_url("**/admin/outbox?status=dead&retried=1")
-    await _wait(db, f"SELECT status FROM jobs WHERE id = {job_id}", "done")
+    await db.until(f"SELECT status FROM jobs WHERE id = {job_id}", "done")
     await page.goto(f"/admin/calls/{wanted['uuid']}")
     assert await page.inner_text("[data-status]") == "delivered"
 

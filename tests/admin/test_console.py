@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 from typing import Any
 
 import pytest
@@ -35,17 +34,6 @@ async def _until(check: Any, timeout: float = 5.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not reached")
-
-
-async def _wait_sql(db: sqlite3.Connection, sql: str, expected: Any) -> None:
-    async def check() -> bool:
-        return db.execute(sql).fetchone()[0] == expected
-
-    await _until(check)
-
-
-def _db(settings: Any) -> sqlite3.Connection:
-    return sqlite3.connect(settings.storage.path)
 
 
 async def test_console_is_off_without_a_password(make_settings, start_bridge):
@@ -129,24 +117,21 @@ async def test_password_hash_and_environment(console_settings, start_bridge, mon
     assert load_settings().admin.password.get_secret_value() == "from-the-env-1"
 
 
-async def test_post_without_csrf_is_refused_and_with_it_retries(console_settings, start_bridge):
+async def test_post_without_csrf_is_refused_and_with_it_retries(
+    console_settings, start_bridge, sql
+):
     settings = console_settings()
     client = await start_bridge(settings)
     assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
     await log_in(client)
-    db = _db(settings)
-
-    async def done() -> bool:
-        return db.execute("SELECT status FROM jobs").fetchone()[0] == "done"
-
-    await _until(done)
-    with db:
-        db.execute("UPDATE jobs SET status = 'dead', last_error = 'HTTP 400: bad phone'")
+    db = sql(settings)
+    await db.until("SELECT status FROM jobs", "done")
+    await db.run("UPDATE jobs SET status = 'dead', last_error = 'HTTP 400: bad phone'")
     r = await client.post("/admin/outbox/1/retry", allow_redirects=False)
     assert r.status == 403
     r = await client.post("/admin/outbox/1/retry", data={"csrf_token": "forged"})
     assert r.status == 403
-    assert db.execute("SELECT status FROM jobs").fetchone()[0] == "dead"
+    assert await db.val("SELECT status FROM jobs") == "dead"
     page = await client.get("/admin/outbox?status=dead")
     text = await page.text()
     assert "HTTP 400: bad phone" in text
@@ -154,30 +139,30 @@ async def test_post_without_csrf_is_refused_and_with_it_retries(console_settings
                      r"Повторить</button>", text, re.S)  # fmt: skip
     r = await client.post("/admin/outbox/1/retry", data={"csrf_token": csrf_of(text)})
     assert r.status == 200
-    await _until(done)
+    await db.until("SELECT status FROM jobs", "done")
 
 
-async def test_retry_all_of_one_adapter(console_settings, start_bridge):
+async def test_retry_all_of_one_adapter(console_settings, start_bridge, sql):
     settings = console_settings(adapters={"local": {}, "other": {"type": "local"}})
     client = await start_bridge(settings)
     for _ in range(3):
         assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
     csrf = await log_in(client)
-    db = _db(settings)
-    await _wait_sql(db, "SELECT COUNT(*) FROM jobs WHERE status = 'done'", 6)
-    with db:
-        db.execute("UPDATE jobs SET status = 'dead', last_error = 'gone'")
+    db = sql(settings)
+    await db.until("SELECT COUNT(*) FROM jobs WHERE status = 'done'", 6)
+    await db.run("UPDATE jobs SET status = 'dead', last_error = 'gone'")
     r = await client.post("/admin/outbox/retry", data={"csrf_token": csrf, "adapter": "other"})
     assert r.status == 200
-    statuses = dict(db.execute("SELECT adapter, GROUP_CONCAT(DISTINCT status) FROM jobs"
-                               " GROUP BY adapter").fetchall())  # fmt: skip
-    assert statuses["local"] == "dead"
-    assert "dead" not in statuses["other"].split(",")
+    statuses: dict[str, set[str]] = {}
+    for adapter, status in await db.all("SELECT adapter, status FROM jobs"):
+        statuses.setdefault(adapter, set()).add(status)
+    assert statuses["local"] == {"dead"}
+    assert "dead" not in statuses["other"]
     bad = await client.post("/admin/outbox/retry", data={"csrf_token": csrf, "adapter": "nope"})
     assert bad.status == 400
 
 
-async def test_overview_numbers_match_the_database(console_settings, start_bridge):
+async def test_overview_numbers_match_the_database(console_settings, start_bridge, sql):
     settings = console_settings(adapters={"local": {}})
     client = await start_bridge(settings)
     calls = [sample("call_end") for _ in range(3)] + [sample("call_missed")]
@@ -186,11 +171,10 @@ async def test_overview_numbers_match_the_database(console_settings, start_bridg
     assert (await client.post(WEBHOOK, data=calls[0])).status == 200  # a duplicate
     assert (await client.post("/webhooks/onlinepbx/wrong-token", data=calls[0])).status == 404
     csrf = await log_in(client)
-    db = _db(settings)
-    await _wait_sql(db, "SELECT COUNT(*) FROM jobs WHERE status = 'done'", 4)
-    with db:
-        db.execute("UPDATE jobs SET status = 'dead', last_error = 'HTTP 401: token expired'"
-                   " WHERE id = 2")  # fmt: skip
+    db = sql(settings)
+    await db.until("SELECT COUNT(*) FROM jobs WHERE status = 'done'", 4)
+    await db.run("UPDATE jobs SET status = 'dead', last_error = 'HTTP 401: token expired'"
+                 " WHERE id = 2")  # fmt: skip
     text = await (await client.get("/admin/?lang=en")).text()
     row = re.search(r'<tr data-adapter="local">(.*?)</tr>', text, re.S).group(1)
     counts = dict(re.findall(r'data-count="(\w+)">(?:<a [^>]*>)?(\d+)', row))
@@ -222,7 +206,9 @@ async def test_calls_search_by_any_format_uuid_and_dates(console_settings, start
     assert bad.status == 400 and "from" in await bad.text()
 
 
-async def test_call_page_shows_events_jobs_and_crm_ids(console_settings, start_bridge, monkeypatch):
+async def test_call_page_shows_events_jobs_and_crm_ids(
+    console_settings, start_bridge, monkeypatch, sql
+):
     from adapters.local.adapter import LocalAdapter
 
     def crm_url(self: Any, name: str, value: str) -> str | None:
@@ -235,12 +221,12 @@ async def test_call_page_shows_events_jobs_and_crm_ids(console_settings, start_b
     body = sample("call_end")
     assert (await client.post(WEBHOOK, data=body)).status == 200
     await log_in(client)
-    db = _db(settings)
-    await _wait_sql(db, "SELECT status FROM jobs", "done")
+    db = sql(settings)
+    await db.until("SELECT status FROM jobs", "done")
     text = await (await client.get(f"/admin/calls/{body['uuid']}?lang=en")).text()
     assert "call_end" in text and "NORMAL_CLEARING" in text
     assert 'data-status="done"' in text and "log_call" in text
-    crm = db.execute("SELECT value FROM crm_objects WHERE name = 'log_call'").fetchone()[0]
+    crm = await db.val("SELECT value FROM crm_objects WHERE name = 'log_call'")
     assert f'href="https://crm.example/log_call/{crm}"' in text
     assert (await client.get("/admin/calls/no-such-call")).status == 404
 
@@ -260,17 +246,17 @@ async def test_rejected_webhooks_are_listed_without_token_or_body(console_settin
     assert TOKEN not in text
 
 
-async def test_rejected_table_is_capped(console_settings, start_bridge, monkeypatch):
-    from bridge.admin import queries
+async def test_rejected_table_is_capped(console_settings, start_bridge, monkeypatch, sql):
+    from bridge.store import reports
 
-    monkeypatch.setattr(queries, "REJECTED_CAP", 5)
+    monkeypatch.setattr(reports, "REJECTED_CAP", 5)
     settings = console_settings()
     client = await start_bridge(settings)
     for _ in range(8):
         await client.post(WEBHOOK, data={"event": "call_end"})
     await log_in(client)
     await client.get("/admin/rejected")
-    assert _db(settings).execute("SELECT COUNT(*) FROM rejected_webhooks").fetchone()[0] == 5
+    assert await sql(settings).val("SELECT COUNT(*) FROM rejected_webhooks") == 5
 
 
 async def test_settings_are_masked_and_webhook_url_revealed_on_demand(
@@ -293,7 +279,7 @@ async def test_settings_are_masked_and_webhook_url_revealed_on_demand(
     assert f"/webhooks/onlinepbx/{TOKEN}" in revealed and "data-copy" in revealed
 
 
-async def test_test_call_shows_what_the_crm_answered(console_settings, start_bridge):
+async def test_test_call_shows_what_the_crm_answered(console_settings, start_bridge, sql):
     settings = console_settings()
     client = await start_bridge(settings)
     csrf = await log_in(client)
@@ -309,7 +295,7 @@ async def test_test_call_shows_what_the_crm_answered(console_settings, start_bri
     text = await r.text()
     assert r.status == 200
     call_id = re.search(r'<pre id="crm-answer">([^<]+)</pre>', text).group(1)
-    row = _db(settings).execute("SELECT client, extension FROM local_calls").fetchone()
+    row = (await sql(settings).all("SELECT client, extension FROM local_calls"))[0]
     assert call_id == "call:1" and row == ("+79161234567", "101")
     bad = await client.post(
         "/admin/test-call", data={"csrf_token": csrf, "adapter": "local", "phone": "abc"}
@@ -339,6 +325,49 @@ async def test_logout_ends_the_session(console_settings, start_bridge):
     assert again.status == 303  # the old cookie no longer opens the console
 
 
+def _session_of(client: Any) -> str:
+    return client.session.cookie_jar.filter_cookies(client.make_url("/admin/"))[
+        "pbx_admin_session"
+    ].value
+
+
+async def _opens(client: Any, cookie: str) -> bool:
+    r = await client.get(
+        "/admin/", headers={"Cookie": f"pbx_admin_session={cookie}"}, allow_redirects=False
+    )
+    return r.status == 200
+
+
+async def test_logout_holds_after_a_restart(console_settings, start_bridge):
+    # The revocation is stored: a restarted process (or another one) refuses the cookie too.
+    settings = console_settings()
+    first = await start_bridge(settings)
+    csrf = await log_in(first)
+    cookie = _session_of(first)
+    await first.post("/admin/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    await first.close()
+    second = await start_bridge(settings)
+    assert not await _opens(second, cookie)
+    await log_in(second)  # a new session still opens it
+    assert await _opens(second, _session_of(second))
+
+
+async def test_logout_on_one_replica_is_refused_by_the_other(
+    make_settings, start_bridge, postgres_url
+):
+    settings = make_settings(admin={"password": PASSWORD}, storage={"url": postgres_url})
+    a, b = await start_bridge(settings), await start_bridge(settings)
+    csrf = await log_in(a)
+    cookie = _session_of(a)
+    assert await _opens(b, cookie)  # one deployment: B accepts A's session
+    r = await a.post("/admin/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    assert r.status == 303
+    assert not await _opens(b, cookie) and not await _opens(a, cookie)
+    # B still takes its own sessions.
+    await log_in(b)
+    assert await _opens(b, _session_of(b))
+
+
 async def test_live_calls_stream(console_settings, start_bridge):
     client = await start_bridge(console_settings())
     start = sample("call_start")
@@ -359,6 +388,35 @@ async def test_live_calls_stream(console_settings, start_bridge):
     r.close()
 
 
+async def _next_calls(stream: Any) -> list[dict[str, Any]]:
+    """The calls of the next ``event: calls`` on a live stream."""
+    message = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 10)
+    return json.loads(message.decode().split("data: ", 1)[1])
+
+
+async def test_live_calls_come_from_the_adapter_that_keeps_them(console_settings, start_bridge):
+    # The local adapter with its live actions keeps the calls in progress (local_live): the
+    # page and the stream read that table, which knows who is ringing and who answered.
+    live = ["log_call", "create_task", "ringing", "answered", "over"]
+    client = await start_bridge(console_settings(adapters={"local": {"events": live}}))
+    ring = {**sample("call_user_start"), "direction": "inbound", "caller": "79221111123",
+            "callee": "101"}  # fmt: skip
+    await log_in(client)
+    stream = await client.get("/admin/live/stream")
+    assert await _next_calls(stream) == []
+    assert (await client.post(WEBHOOK, data=ring)).status == 200
+    [call] = await _next_calls(stream)  # once its ringing job has run
+    assert (call["uuid"], call["state"], call["callee"]) == (ring["uuid"], "ringing", "101")
+    assert call["caller"].endswith("79221111123")
+    assert (await client.post(WEBHOOK, data={**ring, "event": "call_answered"})).status == 200
+    assert [c["state"] for c in await _next_calls(stream)] == ["answered"]
+    end = {**sample("call_end"), "uuid": ring["uuid"]}
+    assert (await client.post(WEBHOOK, data=end)).status == 200
+    assert await _next_calls(stream) == []
+    stream.close()
+    assert ring["uuid"] not in await (await client.get("/admin/live")).text()
+
+
 @pytest.mark.parametrize("bad", ["short", "plaintext-not-a-hash"])
 def test_admin_settings_refuse_weak_values(bad, tmp_path):
     from bridge.settings import SettingsError
@@ -371,9 +429,10 @@ def test_admin_settings_refuse_weak_values(bad, tmp_path):
     assert f"admin.{key}" in str(err.value) and bad not in str(err.value)
 
 
-async def test_search_uses_the_background_index(console_settings, start_bridge, monkeypatch):
-    from bridge.admin import intake, queries
-    from bridge.store.sqlite import SQLiteStorage
+async def test_search_uses_the_background_index(console_settings, start_bridge, monkeypatch, sql):
+    from bridge.admin import intake
+    from bridge.store import open_storage
+    from bridge.store.reports import reports_for
 
     monkeypatch.setattr(intake, "PRUNE_EVERY", 1e12)  # only this test prunes
 
@@ -382,39 +441,47 @@ async def test_search_uses_the_background_index(console_settings, start_bridge, 
     wanted = {**sample("call_end"), "callee": "+7 (916) 765-43-21"}
     assert (await client.post(WEBHOOK, data=wanted)).status == 200
     assert (await client.post(WEBHOOK, data=sample("call_end"))).status == 200
-    db = await SQLiteStorage.open(settings.storage.path)
+    db, raw = await open_storage(settings.storage), sql(settings)
+    reports = reports_for(db)
     try:
-        await queries.index_calls(db)  # (the app's own loop may have done it already)
-        keys = {r[0] for r in await db.db.fetchall("SELECT key FROM admin_call_index")}
+        await reports.index_calls()  # (the app's own loop may have done it already)
+        keys = {r[0] for r in await raw.all("SELECT key FROM admin_call_index")}
         assert "p:9167654321" in keys and f"u:{wanted['uuid']}" in keys
         # Everything is indexed: the scan covers no event, so these hits come from the index.
         for q in ("89167654321", wanted["uuid"]):
             await log_in(client)
             text = await (await client.get("/admin/calls", params={"q": q})).text()
             assert wanted["uuid"] in text, q
-        assert await queries.index_calls(db) == 0
+        assert await reports.index_calls() == 0
         # Retention deleted the first event: its index entries go, the second's stay.
-        await db.db.write("DELETE FROM jobs WHERE event_id = 1")
-        await db.db.write("DELETE FROM events WHERE id = 1")
-        assert await queries.prune_index(db, chunk=1) == 2  # its number and its uuid
-        left = {r[0] for r in await db.db.fetchall("SELECT event_id FROM admin_call_index")}
+        await raw.run("DELETE FROM jobs WHERE event_id = 1")
+        await raw.run("DELETE FROM events WHERE id = 1")
+        # Its number and its uuid, and its row in the per-call table of the hourly chart.
+        assert await reports.prune_index(chunk=1) == 3
+        left = {r[0] for r in await raw.all("SELECT event_id FROM admin_call_index")}
         assert left == {2}
+        assert await raw.all("SELECT uuid FROM admin_calls") != [(wanted["uuid"],)]
+        assert await raw.val("SELECT COUNT(*) FROM admin_calls") == 1
     finally:
+        await reports.close()
         await db.close()
 
 
 async def test_a_storage_failure_is_a_clear_page_not_a_500(
     console_settings, start_bridge, monkeypatch
 ):
-    from bridge.admin import queries
     from bridge.store import StorageError
+    from bridge.store.reports import Reports
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
-        raise StorageError("the console's reports need SQLite for now (postgresql)")
+        raise StorageError("PostgreSQL: ConnectionRefusedError: [Errno 111] refused")
 
     client = await start_bridge(console_settings())
     await log_in(client)
-    monkeypatch.setattr(queries, "search_calls", broken)
+    monkeypatch.setattr(Reports, "search_calls", broken)
     r = await client.get("/admin/calls?lang=en")
     assert r.status == 503
-    assert "need SQLite for now" in await r.text()
+    assert "ConnectionRefusedError" in await r.text()
+    monkeypatch.setattr(Reports, "session_revoked", broken)  # cannot tell: nobody gets in
+    r = await client.get("/admin/?lang=en", allow_redirects=False)
+    assert r.status == 503 and "ConnectionRefusedError" in await r.text()

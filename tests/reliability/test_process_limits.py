@@ -1,7 +1,7 @@
 """The bridge process at its limits (issue #12): out of file descriptors with idle half-open
 connections, the rate of the "out of system resource" log, and what a start prints.
 
-These start the real ``pbx-bridge serve`` (``python -m bridge``) as a subprocess.
+These start the real ``pbx-bridge serve`` in a process of its own (``process.forker``).
 """
 
 from __future__ import annotations
@@ -9,21 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
-import resource
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from bridge.receive.server import LoopErrorLog
 from bridge.samples import sample
-from tests.reliability.process import ROOT, free_port, query, write_settings
+from tests.reliability.process import Run, forker, free_port, query, write_settings
 
 TOKEN = "fd-test-token-0123456789abcdef"
 FD_LIMIT = 128  # soft = hard: raising the soft limit cannot help, the cap has to
@@ -33,30 +30,16 @@ IDLE = 400  # half-open connections held open, several times the limit
 class Serve:
     def __init__(self, config: Path, port: int, log: Path, fd_limit: int | None = None) -> None:
         self.config, self.port, self.log_path, self.fd_limit = config, port, log, fd_limit
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Run | None = None
 
-    async def start(self, **kw: Any) -> None:
-        limit = self.fd_limit
-
-        def limits() -> None:
-            if limit is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-        with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bridge",
-                "serve",
-                "-c",
-                str(self.config),
-                cwd=ROOT,
-                stdout=log,
-                stderr=kw.pop("stderr", log),
-                preexec_fn=limits,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                **kw,
-            )
+    async def start(self, stderr: str | None = None) -> None:
+        """``pbx-bridge serve`` in a process of its own; ``stderr``: a terminal's path."""
+        self.proc = await forker().spawn(
+            ["serve", "-c", str(self.config)],
+            stdout=self.log_path,
+            stderr=stderr,
+            nofile=self.fd_limit,
+        )
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient(timeout=1) as client:
             while True:
@@ -103,11 +86,29 @@ async def bridge(tmp_path: Path) -> AsyncIterator[Serve]:
     await serve.kill()
 
 
-def _half_open(port: int) -> socket.socket:
-    """A connection that sent half a request line and then nothing (slowloris)."""
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"POST /webhooks/onlinepbx/")
-    return s
+async def _half_open(port: int, n: int) -> list[socket.socket]:
+    """``n`` connections that sent half a request line and then nothing (slowloris).
+
+    Opened all at once: beyond the fd cap the bridge's accept queue is full and the kernel
+    drops SYNs, so a connect waits for its SYN to be resent (1 s, 3 s, …); one after the other
+    those waits add up to most of the test, side by side they overlap."""
+    loop = asyncio.get_running_loop()
+    opened: list[socket.socket] = []
+
+    async def one() -> None:
+        s = socket.socket()
+        opened.append(s)
+        s.setblocking(False)
+        await loop.sock_connect(s, ("127.0.0.1", port))
+        await loop.sock_sendall(s, b"POST /webhooks/onlinepbx/")
+
+    try:
+        await asyncio.gather(*(one() for _ in range(n)))
+    except BaseException:
+        for s in opened:
+            s.close()
+        raise
+    return opened
 
 
 # numbers of countries no earlier call loaded: phonenumbers reads their metadata on first use
@@ -139,10 +140,8 @@ async def test_out_of_file_descriptors_the_bridge_still_answers_and_delivers(
     once they close everything goes on; SIGTERM still stops the bridge."""
     await bridge.start()
     db = tmp_path / "bridge.db"
-    idle = []
+    idle = await _half_open(bridge.port, IDLE)
     try:
-        for _ in range(IDLE):
-            idle.append(_half_open(bridge.port))
         await asyncio.sleep(0.5)
         started = time.monotonic()
         statuses = [
@@ -228,14 +227,15 @@ async def test_the_generated_webhook_url_is_shown_once_and_only_to_a_terminal(
     serve = Serve(config, port, tmp_path / "bridge.log")
     master, slave = pty.openpty()
     try:
-        await serve.start(stderr=slave)  # the first start, on a terminal
+        terminal = os.ttyname(slave)
+        await serve.start(stderr=terminal)  # the first start, on a terminal
         first = await _first_lines(serve, master, "In onlinePBX")
         assert await serve.terminate() == 0
         (token,) = query(
             tmp_path / "bridge.db", "SELECT value FROM meta WHERE key = 'webhook_token'"
         )[0]
         assert f"/webhooks/onlinepbx/{token}" in first, first
-        await serve.start(stderr=slave)  # a later start, still a terminal
+        await serve.start(stderr=terminal)  # a later start, still a terminal
         second = await _first_lines(serve, master, "In onlinePBX")
         assert await serve.terminate() == 0
         assert token not in second and "webhook-url" in second, second

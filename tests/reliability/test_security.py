@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,15 +15,15 @@ import httpx
 import pytest
 from multidict import CIMultiDict
 
+from bridge.fakecrm import TEMPLATES
 from bridge.receive import access
 from bridge.receive.throttle import MAX_TRACKED, BadTokenThrottle
 from bridge.receive.webhook import THROTTLE
 from bridge.registry import configured
 from bridge.samples import sample
 from tests.conftest import TOKEN, WEBHOOK, rows
-from tests.reliability.crm_fakes import TEMPLATES
 from tests.reliability.fakes import UNAUTHORIZED
-from tests.reliability.process import ROOT, BridgeProcess, free_port, write_settings
+from tests.reliability.process import BridgeProcess, forker, free_port, query, write_settings
 from tests.reliability.sizes import BIG
 from tests.reliability.targets import CRM
 
@@ -215,19 +214,20 @@ async def test_no_secret_in_any_log_answer_page_or_cli_output(tmp_path: Path) ->
                 (hook + "/x", sample("call_end")),
             ]:
                 seen.append((await client.post(path, data=body)).text)
-            await asyncio.sleep(1.0)  # the 401, then retries and deliveries
+            await _settled(tmp_path / "bridge.db")  # the 401, then retries and deliveries
             for page in ("/metrics", "/readyz", "/healthz", "/nope"):
                 seen.append((await client.get(page)).text)
-        for args in (["check"], ["outbox", "list", "--json"], ["outbox", "show", "1"]):
-            # Run beside the loop: `check` calls the fake CRM served by this very loop.
-            cli = await asyncio.create_subprocess_exec(
-                *[sys.executable, "-m", "bridge", "--config", str(config), *args],
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            out, err = await asyncio.wait_for(cli.communicate(), 60)
-            seen += [out.decode(), err.decode()]
+        # The CLI beside the server, all three at once (they only read; `check` calls the
+        # fake CRMs served by this very loop).
+        commands = (["check"], ["outbox", "list", "--json"], ["outbox", "show", "1"])
+        runs = []
+        for n, args in enumerate(commands):
+            out, err = tmp_path / f"cli-{n}.out", tmp_path / f"cli-{n}.err"
+            run = await forker().spawn(["--config", str(config), *args], stdout=out, stderr=err)
+            runs.append((run, out, err))
+        for run, out, err in runs:
+            await asyncio.wait_for(run.wait(), 60)
+            seen += [out.read_text(), err.read_text()]
         await bridge.stop()
     finally:
         await bridge.close()
@@ -240,6 +240,17 @@ async def test_no_secret_in_any_log_answer_page_or_cli_output(tmp_path: Path) ->
         assert secret not in logs, f"secret in the log: {secret[:4]}…"
         for text in seen:
             assert secret not in text, f"secret in an output: {text[:200]}"
+
+
+async def _settled(db: Path, within: float = 10.0) -> None:
+    """Until every job has ended (done or dead): all the output a run makes has been made."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        left = query(db, "SELECT COUNT(*) FROM jobs WHERE status IN ('pending', 'running')")
+        if query(db, "SELECT COUNT(*) FROM jobs")[0][0] and not left[0][0]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(query(db, "SELECT adapter, action, status, last_error FROM jobs"))
 
 
 async def test_the_http_adapters_url_is_a_secret(

@@ -295,3 +295,163 @@ async def test_migrations_are_recorded_and_a_newer_schema_is_refused(open_one: O
 async def test_concurrent_openers_migrate_once(open_one: Opener) -> None:
     opened = await asyncio.gather(*(open_one() for _ in range(3)))
     assert sorted(s.migrated[0] for s in opened) == [0, LATEST, LATEST]
+
+
+# --- the fast lane and per-call order (#14) ---------------------------------------------
+
+LIVE_PLAN = {
+    "call_start": [("crm", "ringing")],
+    "call_user_start": [("crm", "ringing")],
+    "call_answered": [("crm", "answered")],
+    "call_end": [("crm", "over"), ("crm", "log_call")],
+}
+
+
+def live_ev(uuid: str, event: str, callee: str = "") -> IncomingEvent:
+    payload = {"uuid": uuid, "event": event, "callee": callee}
+    return IncomingEvent("d.onpbx.ru", uuid, event, payload)
+
+
+def test_the_live_lane_is_the_contracts_live_actions() -> None:
+    from bridge.adapter.contract import LIVE_ACTIONS
+    from bridge.store.tables import LIVE_LANE
+
+    assert LIVE_LANE == LIVE_ACTIONS
+
+
+async def test_live_jobs_are_claimed_before_a_backlog_and_its_retries(store: Storage) -> None:
+    backlog = [ev(f"old{i}") for i in range(300)]  # post-call jobs after a CRM outage
+    await store.append(backlog, PLAN, NOW - 600)
+    [retry] = await store.claim("crm", 1, NOW - 500)
+    await store.book(retry.id, PENDING, NOW - 500, error="HTTP 503", due_at=NOW - 1)
+    await store.append([live_ev("ring", "call_user_start", "101")], LIVE_PLAN, NOW)
+    [first] = await store.claim("crm", 1, NOW)
+    assert (first.uuid, first.action) == ("ring", "ringing")
+    # The worker's two budgets: a live job beyond the post-call ones.
+    await store.append([live_ev("ring2", "call_user_start", "102")], LIVE_PLAN, NOW + 1)
+    both = await store.claim("crm", 2, NOW + 1, live=1)
+    assert [(j.uuid, j.action) for j in both] == [
+        ("ring2", "ringing"),
+        ("old1", "log_call"),  # the retried old0 (due NOW - 1) waits its turn in due order
+        ("old2", "log_call"),
+    ]
+    assert await store.claim("crm", 0, NOW + 1, live=5) == []  # no live job left
+
+
+async def test_the_jobs_of_one_call_run_one_at_a_time_in_order(store: Storage) -> None:
+    call = [
+        live_ev("c1", "call_user_start", "101"),
+        live_ev("c1", "call_user_start", "102"),
+        live_ev("c1", "call_user_start", "101"),  # repeated webhook: a duplicate
+        live_ev("c1", "call_answered", "102"),
+        live_ev("c1", "call_end"),
+    ]
+    results, _ = await store.append(call, LIVE_PLAN, NOW)
+    assert [r.duplicate for r in results] == [False, False, True, False, False]
+    await store.append([live_ev("c2", "call_user_start", "103")], LIVE_PLAN, NOW)
+    got = await store.claim("crm", 10, NOW)
+    assert [(j.uuid, j.event) for j in got] == [
+        ("c1", "call_user_start:101"),
+        ("c2", "call_user_start:103"),
+    ]
+    ring101 = got[0]
+    assert await store.claim("crm", 10, NOW) == []  # c1's next job waits for the running one
+    assert await store.next_due("crm", NOW) is None  # nothing claimable: no hot loop
+    assert await store.book(ring101.id, DONE, NOW, result="registered")
+    [ring102] = await store.claim("crm", 10, NOW)
+    assert ring102.event == "call_user_start:102"
+    # A failure retried later holds the call's later jobs back until its due time...
+    assert await store.book(ring102.id, PENDING, NOW, error="HTTP 503", due_at=NOW + 2)
+    assert await store.claim("crm", 10, NOW + 1) == []
+    assert await store.next_due("crm", NOW + 1) == NOW + 2
+    assert await store.next_due("crm", NOW + 1, lane="post") is None  # log_call waits too
+    [again] = await store.claim("crm", 10, NOW + 2)
+    assert again.id == ring102.id
+    # ...and once it is given up (dead, or put aside as done) the next one goes.
+    assert await store.book(again.id, DEAD, NOW + 2, error="HTTP 400")
+    [answered] = await store.claim("crm", 10, NOW + 2)
+    assert answered.action == "answered"
+    await store.book(answered.id, DONE, NOW + 3, result="skipped: stale")
+    [over] = await store.claim("crm", 10, NOW + 3)
+    assert over.action == "over"  # planned before log_call: the card closes first
+    await store.book(over.id, DONE, NOW + 3, result="finished")
+    [log] = await store.claim("crm", 10, NOW + 3)
+    assert log.action == "log_call"
+
+
+async def test_replicas_claiming_together_never_run_two_jobs_of_one_call(
+    open_one: Opener,
+) -> None:
+    a, b = await open_one("replica-a"), await open_one("replica-b")
+    events = [
+        live_ev(f"c{i}", name, callee)
+        for i in range(12)
+        for name, callee in (("call_user_start", "101"), ("call_answered", "101"), ("call_end", ""))
+    ]
+    await a.append(events, LIVE_PLAN, NOW)
+    seen: list[tuple[str, str]] = []
+    for _ in range(4):  # claim, finish, claim again: the calls go step by step
+        got = await asyncio.gather(*(s.claim("crm", 5, NOW, live=5) for s in (a, b, a, b)))
+        jobs = [j for batch in got for j in batch]
+        calls = [j.uuid for j in jobs]
+        assert len(calls) == len(set(calls)) == 12  # one job of each call, never two
+        for s, batch in zip((a, b, a, b), got, strict=True):
+            for job in batch:
+                seen.append((job.uuid, job.action))
+                assert await s.book(job.id, DONE, NOW, result="ok")
+    order = [action for uuid, action in seen if uuid == "c7"]
+    assert order == ["ringing", "answered", "over", "log_call"]
+
+
+async def test_call_events_name_what_is_stored_for_one_call(store: Storage) -> None:
+    await store.append(
+        [live_ev("c1", "call_user_start", "101"), live_ev("c1", "call_end")], LIVE_PLAN, NOW
+    )
+    assert await store.call_events("d.onpbx.ru", "c1") == {"call_user_start:101", "call_end"}
+    assert await store.call_events("other.onpbx.ru", "c1") == set()
+
+
+async def test_calls_in_progress(open_one: Opener) -> None:
+    a, b = await open_one("replica-a"), await open_one("replica-b")
+    row = {
+        "call_key": "d/c1",
+        "domain": "d",
+        "uuid": "c1",
+        "direction": "inbound",
+        "client": "+79161234567",
+        "line": "74991112233",
+        "user_id": None,
+        "contact_id": None,
+        "started_at": NOW,
+    }
+    await a.local_live_ring({**row, "extension": "101", "updated_at": NOW})
+    await b.local_live_ring({**row, "extension": "102", "user_id": "7", "updated_at": NOW + 1})
+    await a.local_live_ring({**row, "extension": "101", "updated_at": NOW + 2})  # again
+    [ringing] = await b.local_live_list()
+    assert ringing["state"] == "ringing" and ringing["ringing"] == ["101", "102"]
+    assert ringing["user_id"] == "7" and ringing["answered_by"] is None
+    await b.local_live_answer({**row, "extension": "102", "user_id": "7", "updated_at": NOW + 3})
+    await a.local_live_ring({**row, "extension": "103", "updated_at": NOW + 4})  # late ring
+    await a.local_live_answer(
+        {
+            **row,
+            "call_key": "d/c2",
+            "uuid": "c2",
+            "extension": "104",
+            "started_at": NOW + 5,
+            "updated_at": NOW + 5,
+        }
+    )  # an answer with no ring seen
+    c2, c1 = await a.local_live_list()
+    assert (c1["state"], c1["answered_by"], c1["ringing"]) == (
+        "answered",
+        "102",
+        ["101", "102", "103"],
+    )
+    assert c1["started_at"] == NOW and c1["updated_at"] == NOW + 4
+    assert (c2["uuid"], c2["state"], c2["ringing"]) == ("c2", "answered", ["104"])
+    assert [r["uuid"] for r in await a.local_live_list(since=NOW + 5)] == ["c2"]
+    assert await b.local_live_end("d/c1") and not await a.local_live_end("d/c1")
+    assert [r["uuid"] for r in await a.local_live_list()] == ["c2"]
+    assert (await a.prune(NOW + 6, 100)).get("local_live") == 1  # its end never came
+    assert await a.local_live_list() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import amocrm as amo
+from adapters.amocrm import fake as amo
 
 COMPANIES = f"{amo.BASE}/api/v4/companies"
 ACCOUNT = f"{amo.BASE}/api/v4/account"

@@ -1,5 +1,5 @@
 """amoCRM / Kommo adapter: the real pipeline and SQLite file, amo answered by respx with the
-shapes of the official API v4 reference (tests/fakes/amocrm.py)."""
+shapes of the official API v4 reference (adapters/amocrm/fake.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from adapters.amocrm import fake as amo
 from adapters.amocrm.adapter import AmoCRMAdapter
 from adapters.amocrm.settings import AmoCRMSettings
 from bridge.registry import adapter_class, configured
@@ -17,7 +18,6 @@ from bridge.samples import sample
 from bridge.settings import SettingsError
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
-from tests.fakes import amocrm as amo
 
 TOKEN = "amo-long-lived-token-0123456789"
 TABLE = {"base_url": amo.BASE, "access_token": TOKEN, "users": {"101": 777, "145": 778}}

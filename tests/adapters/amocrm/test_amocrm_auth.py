@@ -7,10 +7,10 @@ import json
 
 import httpx
 
+from adapters.amocrm import fake as amo
 from bridge.samples import sample
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
-from tests.fakes import amocrm as amo
 
 OAUTH = {
     "base_url": amo.BASE,

@@ -5,10 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bridge.samples import sample
-from bridge.testing import AdapterHarness
-from tests.conftest import FakeClock
-from tests.fakes.bitrix24 import (
+from adapters.bitrix24.fake import (
     CODE,
     FINISHED,
     REGISTERED,
@@ -18,6 +15,9 @@ from tests.fakes.bitrix24 import (
     error,
     ok,
 )
+from bridge.samples import sample
+from bridge.testing import AdapterHarness
+from tests.conftest import FakeClock
 
 CALL_ID = REGISTERED["CALL_ID"]
 
@@ -31,12 +31,25 @@ def clock():
     return FakeClock()
 
 
+def telephony(mock, call_id: str = CALL_ID):
+    """register and finish answering as for any call (missed calls are registered too)."""
+    register = route(mock, "telephony.externalCall.register")
+    register.return_value = ok({**REGISTERED, "CALL_ID": call_id})
+    finish = route(mock, "telephony.externalCall.finish")
+    finish.return_value = ok({**FINISHED, "CALL_ID": call_id})
+    return register, finish
+
+
 @pytest.fixture
-async def open_harness(tmp_path, clock):
+async def open_harness(tmp_path, clock, no_unmocked_http):
     made = []
+    # Lines are added once per adapter: every test's first register adds its line.
+    route(no_unmocked_http, "telephony.externalLine.add").return_value = ok({"ID": 7})
 
     async def make(**table):
+        # The post-call jobs (live actions are tested in test_bitrix24_live.py).
         table = {"webhook_url": WEBHOOK, "users": {"145": 7, "101": 8}, **table}
+        table.setdefault("events", ["log_call", "create_task"])
         h = await AdapterHarness.open(tmp_path, "bitrix24", table, clock=clock)
         made.append(h)
         return h
@@ -345,6 +358,7 @@ async def test_call_log_telephony_only_makes_refusal_dead_with_a_fix(
 
 async def test_missed_call_todo_on_the_record_for_its_owner(open_harness, clock, no_unmocked_http):
     h = await open_harness()
+    telephony(no_unmocked_http)
     route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = ok(
         [crm_entity("COMPANY", 643, 99)]
     )
@@ -368,29 +382,33 @@ async def test_missed_call_todo_on_the_record_for_its_owner(open_harness, clock,
     assert sent["title"].startswith("Перезвонить: пропущенный звонок с +7 922 111-11-23")
 
 
-async def test_missed_call_from_new_number_creates_lead_first(
+async def test_missed_call_is_a_missed_call_whose_register_creates_the_lead(
     open_harness, clock, no_unmocked_http
 ):
     h = await open_harness(default_user=3)
     route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = ok([])
     route(no_unmocked_http, "crm.duplicate.findbycomm").return_value = ok([])
-    register = route(no_unmocked_http, "telephony.externalCall.register")
+    register, finish = telephony(no_unmocked_http)
+    created = {"CRM_CREATED_LEAD": 3465, "CRM_ENTITY_TYPE": "LEAD", "CRM_ENTITY_ID": 3465}
+    register.return_value = ok({**REGISTERED, **created})
     lead_add = route(no_unmocked_http, "crm.lead.add")
-    lead_add.return_value = ok(3465)
     todo = route(no_unmocked_http, "crm.activity.todo.add")
     todo.return_value = ok({"id": 1001})
 
     job = await h.deliver(sample("call_missed", now=clock()))
 
     assert job.status == "done", job.last_error
-    assert body(lead_add)["fields"]["PHONE"] == [{"VALUE": "+79221111123", "VALUE_TYPE": "WORK"}]
+    reg = body(register)
+    assert (reg["TYPE"], reg["CRM_CREATE"], reg["PHONE_NUMBER"]) == (2, 1, "79221111123")
+    assert body(finish)["STATUS_CODE"] == "304" and body(finish)["DURATION"] == 0
+    assert not lead_add.called  # Bitrix24's own missed-call lead
     assert (body(todo)["ownerTypeId"], body(todo)["ownerId"]) == (1, 3465)
     assert body(todo)["responsibleId"] == 3
-    assert not register.called  # a missed call is not registered as a call
 
 
 async def test_task_kind_task_links_the_crm_record(open_harness, clock, no_unmocked_http):
     h = await open_harness(task_kind="task")
+    telephony(no_unmocked_http)
     route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = ok(
         [crm_entity()]
     )
@@ -412,6 +430,7 @@ async def test_findbycomm_hit_is_confirmed_against_the_stored_phone(
     open_harness, clock, no_unmocked_http
 ):
     h = await open_harness(create_contacts="never")
+    telephony(no_unmocked_http)
     route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = error(
         401, "insufficient_scope", "The request requires higher privileges than provided"
     )
@@ -441,6 +460,7 @@ async def test_findbycomm_hit_is_confirmed_against_the_stored_phone(
 
 async def test_todo_without_a_record_becomes_a_plain_task(open_harness, clock, no_unmocked_http):
     h = await open_harness(create_contacts="never", default_user=3)
+    telephony(no_unmocked_http)
     route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = ok([])
     route(no_unmocked_http, "crm.duplicate.findbycomm").return_value = ok([])
     todo = route(no_unmocked_http, "crm.activity.todo.add")
@@ -453,3 +473,30 @@ async def test_todo_without_a_record_becomes_a_plain_task(open_harness, clock, n
     assert not todo.called
     fields = body(add)["fields"]
     assert "UF_CRM_TASK" not in fields and fields["RESPONSIBLE_ID"] == 3
+
+
+async def test_next_call_from_a_created_lead_registers_its_own_call(
+    open_harness, clock, no_unmocked_http
+):
+    # The contact cache hands the lead created by the first call's register to the second
+    # call: the second call must still be registered (and finished) as a call of its own.
+    h = await open_harness(contact_cache_seconds=60)
+    route(no_unmocked_http, "telephony.externalCall.searchCrmEntities").return_value = ok([])
+    route(no_unmocked_http, "crm.duplicate.findbycomm").return_value = ok([])
+    register = route(no_unmocked_http, "telephony.externalCall.register")
+    lead = {"CRM_CREATED_LEAD": 3465, "CRM_ENTITY_TYPE": "LEAD", "CRM_ENTITY_ID": 3465}
+    register.side_effect = [
+        ok({**REGISTERED, **lead}),
+        ok({**REGISTERED, "CALL_ID": "externalCall.2", "CRM_ENTITY_TYPE": "LEAD"}),
+    ]
+    finish = route(no_unmocked_http, "telephony.externalCall.finish")
+    finish.return_value = ok(FINISHED)
+
+    first = await h.deliver(inbound_end(clock, uuid="b24-first"))
+    second = await h.deliver(inbound_end(clock, uuid="b24-second"))
+
+    assert (first.status, second.status) == ("done", "done"), second.last_error
+    assert [body(register, i)["EXTERNAL_CALL_ID"] for i in (0, 1)] == ["b24-first", "b24-second"]
+    assert body(register, 1)["CRM_ENTITY_ID"] == 3465  # the cached lead, no second lead
+    assert [body(finish, i)["CALL_ID"] for i in (0, 1)] == [CALL_ID, "externalCall.2"]
+    assert second.result == "externalCall.2"

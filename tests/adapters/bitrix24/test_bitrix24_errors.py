@@ -8,13 +8,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from adapters.bitrix24.settings import Bitrix24Settings
-from bridge.registry import configured
-from bridge.samples import sample
-from bridge.settings import SettingsError
-from bridge.testing import AdapterHarness
-from tests.conftest import FakeClock
-from tests.fakes.bitrix24 import (
+from adapters.bitrix24.fake import (
     CODE,
     FINISHED,
     OAUTH_URL,
@@ -27,6 +21,12 @@ from tests.fakes.bitrix24 import (
     ok,
     timing,
 )
+from adapters.bitrix24.settings import Bitrix24Settings
+from bridge.registry import configured
+from bridge.samples import sample
+from bridge.settings import SettingsError
+from bridge.testing import AdapterHarness
+from tests.conftest import FakeClock
 
 
 @pytest.fixture
@@ -34,11 +34,18 @@ def clock():
     return FakeClock()
 
 
+def telephony_ok(mock, base: str) -> None:
+    """Lines, register and finish answer as for any call (missed calls are registered too)."""
+    mock.post(base + "telephony.externalLine.add").return_value = ok({"ID": 7})
+    mock.post(base + "telephony.externalCall.register").return_value = ok(REGISTERED)
+    mock.post(base + "telephony.externalCall.finish").return_value = ok(FINISHED)
+
+
 @pytest.fixture
-async def harness(tmp_path, clock):
-    h = await AdapterHarness.open(
-        tmp_path, "bitrix24", {"webhook_url": WEBHOOK, "users": {"145": 7}}, clock=clock
-    )
+async def harness(tmp_path, clock, no_unmocked_http):
+    telephony_ok(no_unmocked_http, WEBHOOK)
+    table = {"webhook_url": WEBHOOK, "users": {"145": 7}, "events": ["log_call", "create_task"]}
+    h = await AdapterHarness.open(tmp_path, "bitrix24", table, clock=clock)
     yield h
     await h.close()
 
@@ -91,7 +98,7 @@ async def test_operation_time_limit_without_time_uses_retry_after(harness, clock
     ("status", "code", "description", "advice"),
     [
         (401, "NO_AUTH_FOUND", "Wrong authorization data", "create one in Developer resources"),
-        (401, "INVALID_CREDENTIALS", "Invalid request credentials", "set webhook_url"),
+        (403, "INVALID_CREDENTIALS", "Invalid request credentials", "give that user those rights"),
         (
             401,
             "insufficient_scope",
@@ -101,8 +108,8 @@ async def test_operation_time_limit_without_time_uses_retry_after(harness, clock
         (
             403,
             "ACCESS_DENIED",
-            "REST is available only by subscription",
-            "plan must include the REST API",
+            "REST API is available only on commercial plans",
+            "renew or upgrade the plan",
         ),
         (403, "", "Access denied.", "lacks CRM permission"),
     ],
@@ -148,6 +155,7 @@ OAUTH_TABLE = {
     "refresh_token": "first-refresh-token",
     "oauth_url": OAUTH_URL,
     "default_user": 1,
+    "events": ["log_call", "create_task"],
 }
 
 
@@ -169,6 +177,7 @@ def token_answer(n: int) -> httpx.Response:
 
 
 async def test_oauth_refreshes_once_on_expired_token(tmp_path, clock, no_unmocked_http):
+    telephony_ok(no_unmocked_http, PORTAL + "/rest/")
     h = await AdapterHarness.open(tmp_path, "bitrix24", OAUTH_TABLE, clock=clock)
     token = no_unmocked_http.get(OAUTH_URL)
     token.side_effect = [token_answer(1), token_answer(2)]
@@ -218,6 +227,7 @@ async def test_oauth_invalid_grant_is_dead_with_reauthorize_advice(
 
 
 async def test_oauth_app_gets_telephony_log(tmp_path, clock, no_unmocked_http):
+    no_unmocked_http.post(PORTAL + "/rest/telephony.externalLine.add").return_value = ok({"ID": 1})
     h = await AdapterHarness.open(tmp_path, "bitrix24", OAUTH_TABLE, clock=clock)
     no_unmocked_http.get(OAUTH_URL).return_value = token_answer(1)
     no_unmocked_http.post(

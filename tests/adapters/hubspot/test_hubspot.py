@@ -1,4 +1,5 @@
-"""HubSpot adapter: request bodies field by field, HubSpot's real answers and error shapes."""
+"""HubSpot adapter: request bodies field by field, HubSpot's real answers and error shapes
+(adapters/hubspot/fake.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.hubspot import fake as hs
 from adapters.hubspot.adapter import HubSpotAdapter
+from adapters.hubspot.fake import RATE_LIMITED, created, hs_object, search_answer
+from adapters.hubspot.fake import error as hs_error
 from adapters.hubspot.settings import HubSpotSettings
 from bridge.samples import sample
 from bridge.settings import SettingsError
@@ -23,46 +27,6 @@ CALLS = f"{API}/crm/v3/objects/calls"
 TASKS = f"{API}/crm/v3/objects/tasks"
 NOW = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
-
-# -- HubSpot's answers, as its CRM v3 API writes them ---------------------------------------
-
-
-def hs_object(object_id: str, **properties: Any) -> dict[str, Any]:
-    return {
-        "id": object_id,
-        "properties": {
-            "hs_object_id": object_id,
-            "createdate": "2025-02-01T10:00:00.000Z",
-            "lastmodifieddate": "2025-02-03T10:00:00.000Z",
-            **properties,
-        },
-        "createdAt": "2025-02-01T10:00:00.000Z",
-        "updatedAt": "2025-02-03T10:00:00.000Z",
-        "archived": False,
-    }
-
-
-def search_answer(*contacts: dict[str, Any]) -> httpx.Response:
-    return httpx.Response(200, json={"total": len(contacts), "results": list(contacts)})
-
-
-def created(object_id: str) -> httpx.Response:
-    return httpx.Response(201, json=hs_object(object_id))
-
-
-def hs_error(status: int, message: str, category: str, **extra: Any) -> httpx.Response:
-    body = {"status": "error", "message": message, "correlationId": "c0ffee", "category": category}
-    return httpx.Response(status, json={**body, **extra})
-
-
-RATE_LIMITED = {
-    "status": "error",
-    "message": "You have reached your ten_secondly_rolling limit.",
-    "errorType": "RATE_LIMIT",
-    "correlationId": "c0ffee",
-    "policyName": "TEN_SECONDLY_ROLLING",
-    "groupName": "publicapi:private-app:burst:1234",
-}
 
 # A client the search finds: stored in a person's own format; owner 7001.
 ANNA = hs_object(
@@ -80,7 +44,7 @@ ANNA = hs_object(
 def contact_links(no_unmocked_http):
     """A found contact has no company and no deal unless a test says otherwise."""
     return no_unmocked_http.get(url__regex=rf"^{API}/crm/v3/objects/contacts/[0-9]+\?").mock(
-        return_value=httpx.Response(200, json={"id": "1", "properties": {}, "associations": {}})
+        return_value=httpx.Response(200, json=hs.no_links("1"))
     )
 
 
@@ -292,25 +256,7 @@ async def test_task_goes_to_the_contact_owner(open_harness, no_unmocked_http, cl
     assert body(tasks)["associations"][0]["to"] == {"id": "53"}
 
 
-# -- idempotency ----------------------------------------------------------------------------
-
-
-async def test_the_same_call_delivered_twice_creates_one_call(
-    open_harness, no_unmocked_http, clock
-):
-    no_unmocked_http.post(SEARCH).mock(return_value=search_answer(ANNA))
-    calls = no_unmocked_http.post(CALLS).mock(return_value=created("9100"))
-    h = await open_harness()
-    payload = sample("call_end", uuid="u-twice", now=clock())
-    job = await h.deliver(payload)
-    assert job.status == "done"
-    # The webhook again (stored once), then the job run again (a retry, a CLI re-run).
-    await h.store(payload)
-    assert await h.attempt() == []
-    await h.worker.process(job)
-    again = await h.outbox.get(job.id)
-    assert again is not None and again.status == "done" and again.result == "call:9100"
-    assert calls.call_count == 1
+# -- idempotency (a redelivered call: the contract suite, tests/adapters/test_contract.py) --
 
 
 async def test_retry_after_a_failed_call_reuses_the_created_contact(
@@ -575,12 +521,7 @@ async def test_check_with_a_bad_token_fails_clearly(open_harness, no_unmocked_ht
 
 # GET /calling/v1/dispositions, as HubSpot answers it for a portal with one custom outcome.
 DISPOSITIONS = [
-    {"id": "9d9162e7-6cf3-4944-bf63-4dff82258764", "label": "Busy"},
-    {"id": "f240bbac-87c9-4f6e-bf70-924b57d47db7", "label": "Connected"},
-    {"id": "a4c4c377-d246-4b32-a13b-75a56a4cd0ff", "label": "Left live message"},
-    {"id": "b2cf5968-551e-4856-9783-52b3da59a7d0", "label": "Left voicemail"},
-    {"id": "73a0d17f-1163-4015-bdd5-ec830791da20", "label": "No answer"},
-    {"id": "17b47fee-58de-441e-a44c-c6300d46f273", "label": "Wrong number"},
+    *hs.DISPOSITIONS,
     {"id": "0c9b7b9e-2f1e-4d8a-9e57-6a3f2c1d0b11", "label": "Call back requested"},
 ]
 

@@ -1,5 +1,6 @@
 """Pipedrive adapter: behaviour with Pipedrive's real answers, and every request the suite
-sends validated against Pipedrive's official OpenAPI files (see tests/fakes/pipedrive.py)."""
+sends validated against Pipedrive's official OpenAPI files (tests/adapters/pipedrive/contract.py;
+Pipedrive's answers from adapters/pipedrive/fake.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,7 @@ import httpx
 import pytest
 
 from adapters.pipedrive.adapter import PipedriveAdapter
-from adapters.pipedrive.settings import PipedriveSettings
-from bridge.adapter import Permanent
-from bridge.samples import sample
-from bridge.settings import SettingsError
-from bridge.testing import AdapterHarness
-from tests.conftest import FakeClock
-from tests.fakes.pipedrive import (
-    SPEC_DIR,
-    ContractViolation,
-    PipedriveContract,
+from adapters.pipedrive.fake import (
     activity,
     call_log,
     error,
@@ -29,6 +21,13 @@ from tests.fakes.pipedrive import (
     search_answer,
     search_item,
 )
+from adapters.pipedrive.settings import PipedriveSettings
+from bridge.adapter import Permanent
+from bridge.samples import sample
+from bridge.settings import SettingsError
+from bridge.testing import AdapterHarness
+from tests.adapters.pipedrive.contract import SPEC_DIR, ContractViolation, PipedriveContract
+from tests.conftest import FakeClock
 
 API = "https://api.pipedrive.com"
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
@@ -344,24 +343,7 @@ async def test_a_non_numeric_user_id_is_a_config_error(open_harness, no_unmocked
         await open_harness(users={"101": "anna"})
 
 
-# -- idempotency ----------------------------------------------------------------------------
-
-
-async def test_the_same_call_delivered_twice_creates_one_call_log(
-    open_harness, no_unmocked_http, clock
-):
-    no_unmocked_http.get(SEARCH).mock(return_value=search_answer(ANNA))
-    logs = no_unmocked_http.post(CALL_LOGS).mock(return_value=call_log("CA5"))
-    h = await open_harness()
-    payload = sample("call_end", uuid="p-twice", now=clock())
-    job = await h.deliver(payload)
-    assert job.status == "done"
-    await h.store(payload)
-    assert await h.attempt() == []
-    await h.worker.process(job)
-    again = await h.outbox.get(job.id)
-    assert again is not None and again.status == "done" and again.result == "callLog:CA5"
-    assert logs.call_count == 1
+# -- idempotency (a redelivered call: the contract suite, tests/adapters/test_contract.py) --
 
 
 async def test_retry_after_a_failed_activity_reuses_the_created_person(

@@ -21,6 +21,7 @@ from tests.conftest import FakeClock
 HOST = "acme.retailcrm.ru"
 BASE = f"https://{HOST}"
 NOW = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+POST_CALL = ["log_call", "create_task"]
 
 
 def form_of(request: httpx.Request) -> dict[str, str]:
@@ -47,9 +48,9 @@ def fake(no_unmocked_http) -> FakeRetailCRM:
 @pytest.fixture
 def open_harness(open_adapter, clock):
     def open_(**table: Any):
-        return open_adapter(
-            "retailcrm", {"base_url": BASE, "api_key": DEFAULT_KEY, **table}, clock=clock
-        )
+        # Post-call jobs only (one job per event): live call events are in test_retailcrm_live.
+        table = {"base_url": BASE, "api_key": DEFAULT_KEY, "events": POST_CALL, **table}
+        return open_adapter("retailcrm", table, clock=clock)
 
     return open_
 

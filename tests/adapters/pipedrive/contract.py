@@ -1,4 +1,4 @@
-"""Pipedrive test helpers: its real answers, and a contract check against its OpenAPI files.
+"""Pipedrive's contract: every request the unit tests send, checked against its OpenAPI files.
 
 The specs are the vendor's official ``v1.yaml`` / ``v2.yaml`` (see shared/crm-specs/SOURCES.md),
 read from ``<repo>/../shared/crm-specs/pipedrive``. Loading them takes a few seconds, so the
@@ -16,6 +16,7 @@ import httpx
 import yaml
 from openapi_core import Config, OpenAPI
 
+from adapters.pipedrive.fake import READ_ONLY_MESSAGE
 from tests.fakes.openapi import ContractViolation, checked, spec_request, spec_root
 
 # ``PBX_BRIDGE_CRM_SPECS`` points elsewhere (a worktree, a CI checkout of the specs).
@@ -33,9 +34,6 @@ READ_ONLY = {
     ("POST", "/api/v2/activities"): ("person_id",),
     ("PATCH", "/api/v2/activities"): ("person_id",),
 }
-READ_ONLY_MESSAGE = (
-    "'{field}' is a read-only field. Add a primary participant to set '{field}' instead."
-)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -114,80 +112,3 @@ class PipedriveContract:
         checked(label, lambda: self.apis[prefix].validate_request(wrapped))
         self.validated.append(op["operationId"])
         return str(op["operationId"])
-
-
-# -- Pipedrive's answers, as its API writes them --------------------------------------------
-
-
-def ok(data: Any, **extra: Any) -> httpx.Response:
-    return httpx.Response(200, json={"success": True, "data": data, **extra})
-
-
-def error(status: int, message: str, **extra: Any) -> httpx.Response:
-    body = {
-        "success": False,
-        "error": message,
-        "error_info": "Please check developers.pipedrive.com for more information about"
-        " Pipedrive API.",
-        "data": None,
-        "additional_data": None,
-    }
-    return httpx.Response(status, json={**body, **extra})
-
-
-def search_item(person_id: int, name: str, phones: list[str], owner: int) -> dict[str, Any]:
-    return {
-        "result_score": 0.5092,
-        "item": {
-            "id": person_id,
-            "type": "person",
-            "name": name,
-            "phones": phones,
-            "emails": [],
-            "visible_to": 3,
-            "owner": {"id": owner},
-            "organization": None,
-            "custom_fields": [],
-            "notes": [],
-        },
-    }
-
-
-def search_answer(*items: dict[str, Any]) -> httpx.Response:
-    return ok({"items": list(items)}, additional_data={"next_cursor": None})
-
-
-def person(person_id: int, name: str, phone: str, owner: int) -> httpx.Response:
-    return ok(
-        {
-            "id": person_id,
-            "name": name,
-            "owner_id": owner,
-            "org_id": None,
-            "add_time": "2026-05-28T20:26:41Z",
-            "update_time": None,
-            "emails": [],
-            "phones": [{"value": phone, "primary": True, "label": "work"}],
-            "is_deleted": False,
-            "visible_to": 3,
-            "label_ids": [],
-            "picture_id": None,
-        }
-    )
-
-
-def activity(activity_id: int, **fields: Any) -> httpx.Response:
-    return ok(
-        {
-            "id": activity_id,
-            "creator_user_id": 1,
-            "is_deleted": False,
-            "add_time": "2026-05-28T20:26:41Z",
-            "update_time": "2026-05-28T20:26:41Z",
-            **fields,
-        }
-    )
-
-
-def call_log(log_id: str, **fields: Any) -> httpx.Response:
-    return ok({"id": log_id, "activity_id": 7007, "has_recording": False, **fields})
