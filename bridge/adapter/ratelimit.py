@@ -192,9 +192,9 @@ def spend_all(limiters: Iterable[Limiter]) -> None:
     from one that just died, a bridge restarted a moment after a kill) cannot know what the
     other one sent in the CRM's current window: it may have used the whole allowance a moment
     ago. Starting with an empty window would let a burst through on top of that (in the
-    replica harness, 6 of 7 requests over a 20/s limit came within 2 s of a lead's kill). So the new holder starts as if
-    it had just used the allowance itself: its first request waits one window (``rate_window``,
-    or one request's interval for an evenly spaced limit)."""
+    replica harness, 6 of 7 requests over a 20/s limit came within 2 s of a lead's kill). So
+    the new holder starts as if it had just used the allowance itself: its first request waits
+    one window (``rate_window``, or one request's interval for an evenly spaced limit)."""
     for limiter in limiters:
         limiter.spent()
 

@@ -42,8 +42,8 @@ import asyncpg
 import httpx
 from aiohttp import web
 
+from bridge.fakecrm import TEMPLATES
 from bridge.samples import sample
-from tests.reliability.crm_fakes import TEMPLATES
 from tests.reliability.fakes import FakeCRM, HttpReceiver, Recorded
 from tests.reliability.process import ROOT, BridgeProcess, free_port, write_settings
 from tests.reliability.sizes import _size
