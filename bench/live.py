@@ -1,6 +1,6 @@
 """Live calls (#14): how fast a card reaches the CRM, and whether a ring group stays right.
 
-    python -m bench.live [--part idle|backlog|group|all] [--calls 100] [--rings 20]
+    python -m bench.live [--part idle|backlog|group|bitrix24|all] [--calls 100] [--rings 20]
 
 ``pbx-bridge serve`` runs in a child process with one ``http`` adapter whose loopback CRM
 lives in this process; every time is this process's ``time.monotonic()`` (the webhook's 200
@@ -22,6 +22,11 @@ and the CRM's arrival stamp share it).
   Counted: duplicate cards (a second ``call.ringing`` for one call and extension — with the
   http adapter the analogue of a second register), cards left shown after their call's end,
   and cards that reached the CRM after the call's end document.
+- **bitrix24**: the same ring group against the Bitrix24 fake (its register / show / hide /
+  finish, ``CALL_ID`` reuse): second registrations of one call, repeated register requests,
+  cards still shown (``shown`` users) once the call ended, and register/show requests that
+  reached the portal after the call's ``finish``. Caller numbers differ per call (the portal
+  would otherwise hand a repeated register of another call the same ``CALL_ID``).
 
 The machine is shared: the load average is printed with every part.
 """
@@ -89,6 +94,19 @@ class LiveCRM(FakeCRM):
         return next((d.at for d in self.docs if d.type == kind and d.uuid == uuid), None)
 
 
+def outcomes(db: Path) -> str:
+    """What became of the live jobs (the bridge's own file, read after the run)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT action, CASE WHEN result LIKE 'skipped: %' THEN substr(result, 10, 28)"
+            " ELSE status END AS outcome, COUNT(*) FROM jobs"
+            " WHERE action IN ('ringing', 'answered', 'over') GROUP BY 1, 2 ORDER BY 1, 3 DESC"
+        ).fetchall()
+    return "; ".join(f"{a} {o.strip()}: {n}" for a, o, n in rows)
+
+
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} (2 cores shared with other work)"
@@ -146,7 +164,9 @@ async def with_bridge(crm: LiveCRM, table: dict[str, Any], run: Any) -> Any:
                 async with aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=32)
                 ) as session:
-                    return await run(Sender(session, port))
+                    result = await run(Sender(session, port))
+            print(f"live jobs: {outcomes(Path(tmp) / 'bridge.db')}")
+            return result
     finally:
         await crm.close()
 
@@ -225,7 +245,7 @@ async def backlog(rings: int, limit: int = 5, pending: int = 1000) -> None:
                 left = pending - sum(d.type == "call.logged" for d in crm.docs)
                 waits.append(((at - sent) * 1000, (at - acked) * 1000, left))
 
-    await with_bridge(crm, {"rate_limit": limit, "rate_window": 1, "concurrency": 2}, run)
+    await with_bridge(crm, {"rate_limit": limit, "concurrency": 2}, run)
     from_send = [w[0] for w in waits]
     from_ack = [w[1] for w in waits]
     print(
@@ -309,7 +329,7 @@ async def group(calls: int) -> None:
         await until(lambda: sum(d.type == "call.logged" for d in crm.docs) >= calls, 120)
         await asyncio.sleep(2)  # anything that would still arrive late
 
-    await with_bridge(crm, {"concurrency": 4}, run)
+    await with_bridge(crm, {"concurrency": 4, "rate_limit": 0}, run)
     shown: dict[str, set[str]] = {}
     over: set[str] = set()
     rings_seen: dict[tuple[str, str | None], int] = {}
@@ -348,6 +368,104 @@ async def group(calls: int) -> None:
     print(loadavg())
 
 
+async def group_bitrix24(calls: int) -> None:
+    """The ring group against the Bitrix24 fake (adapters/bitrix24/fake.py: the portal's own
+    register / show / hide / finish rules, CALL_ID reuse within 30 minutes included)."""
+    from adapters.bitrix24.fake import FakeBitrix24, reliability_table
+
+    print(
+        f"\n== group, Bitrix24: {calls} concurrent calls, ring group of {len(RING_GROUP)};"
+        f" {loadavg()}"
+    )
+    fake = await FakeBitrix24(clock=time.time).start()
+    portal = fake.portal
+    users = {"101": "7", "102": "8", "103": "9", "104": "1", "105": "10"}
+    portal.users[10] = {"ID": "10", "NAME": "Petr", "LAST_NAME": "Ivanov", "ACTIVE": True}
+    ended: set[str] = set()
+    late: set[str] = set()
+    port = free_port()
+
+    async def one(send: Sender, n: int) -> None:
+        uuid = f"b24-{n}-{time.time_ns()}"
+        caller = f"7922{n:07d}"
+        await asyncio.sleep(random.uniform(0, 2))
+        who = random.choice(RING_GROUP)
+        kw = {"direction": "inbound", "caller": caller, "gateway": LINE}
+        await send.post(event("call_start", uuid, callee=LINE, **kw))
+        rang = list(RING_GROUP)
+        random.shuffle(rang)
+        for ext in [*rang, rang[0]]:  # the first ring repeated: a duplicate webhook
+            await send.post(event("call_user_start", uuid, callee=ext, **kw))
+            await asyncio.sleep(random.uniform(0, 0.05))
+        await asyncio.sleep(random.uniform(0.5, 3))
+        await send.post(event("call_answered", uuid, callee=who, **kw))
+        await asyncio.sleep(random.uniform(0.5, 3))
+        await send.post(
+            event("call_end", uuid, callee=who, call_duration="40", dialog_duration="30", **kw)
+        )
+        ended.add(uuid)
+        if n % 10 == 0:  # out of order: a ring and the answer again after the end
+            late.add(uuid)
+            await send.post(event("call_user_start", uuid, callee="106", **kw))
+            await send.post(event("call_answered", uuid, callee=who, **kw))
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-live-b24-") as tmp:
+            table = {**reliability_table(fake.base_url), "concurrency": 4}
+            # A TOML table the settings writer cannot spell: the documented variable form.
+            os.environ["PBX_BRIDGE_ADAPTERS__B24__USERS"] = json.dumps(users)
+            config = write_settings(Path(tmp), port, {"b24": table}, log_level="WARNING")
+            with bridge_process(config, port, Path(tmp) / "bridge.log"):
+                async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=32)
+                ) as session:
+                    send = Sender(session, port)
+                    started = time.monotonic()
+                    await asyncio.gather(*(one(send, n) for n in range(calls)))
+                    print(f"{calls} calls' webhooks sent in {time.monotonic() - started:.1f} s")
+                    await until(lambda: len(portal.finished()) >= calls, 180)
+                    await asyncio.sleep(3)  # anything that would still arrive late
+            print(f"live jobs: {outcomes(Path(tmp) / 'bridge.db')}")
+    finally:
+        await fake.close()
+    by_call: dict[str, list[Any]] = {}
+    for reg in portal.registrations.values():
+        by_call.setdefault(reg.external_id or "", []).append(reg)
+    finished: set[str] = set()
+    registers: dict[str, int] = {}
+    after_end = 0
+    for method, params in portal.log:
+        if method == "telephony.externalcall.register":
+            uuid = str(params.get("EXTERNAL_CALL_ID"))
+            registers[uuid] = registers.get(uuid, 0) + 1
+            after_end += uuid in finished
+            continue
+        reg = portal.registrations.get(str(params.get("CALL_ID")))
+        if reg is None:
+            continue
+        if method == "telephony.externalcall.show":
+            after_end += (reg.external_id or "") in finished
+        elif method == "telephony.externalcall.finish":
+            finished.add(reg.external_id or "")
+    left = sum(len(r.shown) for uuid in ended for r in by_call.get(uuid, []))
+    shows = len(portal.calls("telephony.externalCall.show"))
+    hides = len(portal.calls("telephony.externalCall.hide"))
+    print(
+        f"registered calls: {len(by_call)}/{calls}; finished {len(portal.finished())};"
+        f" register requests {sum(registers.values())}, show {shows}, hide {hides}"
+    )
+    print(
+        f"duplicate registers: {sum(len(r) - 1 for r in by_call.values())} second"
+        f" registrations, {sum(n - 1 for n in registers.values())} repeated register requests"
+    )
+    print(f"cards left shown after their call ended: {left}")
+    print(
+        f"cards shown (register/show) after their call was finished: {after_end}"
+        f" (late rings/answers sent after the end for {len(late)} calls)"
+    )
+    print(loadavg())
+
+
 async def main(part: str, calls: int, rings: int, gap: float) -> None:
     print(f"machine: {machine()}")
     if part in ("idle", "all"):
@@ -356,11 +474,15 @@ async def main(part: str, calls: int, rings: int, gap: float) -> None:
         await backlog(rings)
     if part in ("group", "all"):
         await group(calls)
+    if part in ("bitrix24", "all"):
+        await group_bitrix24(calls)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("idle", "backlog", "group", "all"), default="all")
+    parser.add_argument(
+        "--part", choices=("idle", "backlog", "group", "bitrix24", "all"), default="all"
+    )
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--rings", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.2)

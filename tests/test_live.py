@@ -396,3 +396,28 @@ async def test_local_keeps_the_calls_in_progress(tmp_path, clock, storage_table)
         assert (await local.list_calls(h.db))[0]["uuid"] == UUID  # and the call is logged
     finally:
         await h.close()
+
+
+async def test_calls_live_lists_the_calls_in_progress(tmp_path, clock, capsys):
+    from bridge.cli import main
+
+    table = {"events": ["ringing", "answered", "over"]}
+    h = await AdapterHarness.open(tmp_path, "local", table, clock=clock)
+    try:
+        await h.store(inbound("call_user_start", "101", clock()))
+        await h.store(inbound("call_user_start", "102", clock()))
+        await h.attempt()
+    finally:
+        await h.close()
+    cfg = tmp_path / "settings.toml"
+    cfg.write_text(
+        f'[storage]\npath = "{tmp_path / "local.db"}"\n'
+        '[adapters.local]\nevents = ["ringing", "answered", "over"]\n'
+    )
+    argv = ["--config", str(cfg), "calls", "--live"]
+    assert await asyncio.to_thread(main, [*argv, "--json"]) == 0
+    [call] = json.loads(capsys.readouterr().out)
+    assert (call["uuid"], call["state"], call["ringing"]) == (UUID, "ringing", ["101", "102"])
+    assert await asyncio.to_thread(main, argv) == 0
+    shown = capsys.readouterr().out
+    assert "101,102" in shown and "+79221111123" in shown and "ringing" in shown
