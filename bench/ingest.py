@@ -27,13 +27,13 @@ from bench.common import (
     webhook_url,
     write_settings,
 )
-from bench.load import Load, drive, generator
+from bench.load import Load, drive, generator, warm_up
 
 
 async def _bare(seconds: float, connections: int) -> Load:
     port = free_port()
     with child([sys.executable, "-m", "bench.bare", str(port)], port):
-        await drive(webhook_url(port), 2, connections)  # warm-up
+        await warm_up(webhook_url(port), connections)
         return await drive(webhook_url(port), seconds, connections)
 
 
@@ -46,7 +46,7 @@ async def _bridge(seconds: float, connections: int, crm: str, level: str) -> Loa
         }
         config = write_settings(work, port, adapters, log_level=level)
         with bridge_process(config, port, work / "bridge.log"):
-            await drive(webhook_url(port), 2, connections)
+            await warm_up(webhook_url(port), connections)
             return await drive(webhook_url(port), seconds, connections)
 
 

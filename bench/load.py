@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import call_end_form, percentile
+from bench.common import call_end_form, load_average, percentile
 
 LUA = Path(__file__).resolve().parent / "post_call_end.lua"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -31,6 +31,17 @@ class Load:
         return (
             f"{self.rps:8.0f} req/s  p50 {self.p50_ms:6.1f} ms  p99 {self.p99_ms:6.1f} ms"
             f"  ({self.requests} requests, {self.errors} errors)"
+        )
+
+
+class NoRequests(RuntimeError):
+    """The load generator completed no request: the server did not answer at all."""
+
+    def __init__(self, url: str, seconds: float, detail: str) -> None:
+        super().__init__(
+            f"the load generator completed no request to {url} in {seconds:g} s ({detail};"
+            f" {load_average()}): the server is down, not answering, or the machine is too"
+            " loaded for this run"
         )
 
 
@@ -64,15 +75,20 @@ async def run_wrk(url: str, seconds: float, connections: int) -> Load:
     out = (await proc.communicate())[0].decode()
     if proc.returncode:
         raise RuntimeError(f"wrk failed:\n{out}")
+    total = re.search(r"(\d+) requests in", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if not total or int(total.group(1)) == 0 or "50" not in lat or "99" not in lat or not rps:
+        # wrk prints no latency distribution when nothing completed (a server that never
+        # answered within the run): say that, instead of a KeyError on the missing figures.
+        said = sock.group(0) if sock else "no socket errors reported"
+        raise NoRequests(url, seconds, f"wrk: {said}")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (
         sum(int(g) for g in sock.groups()) if sock else 0
     )
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return Load(total, rps, _ms(lat["50"]), _ms(lat["99"]), errors)
+    return Load(int(total.group(1)), float(rps.group(1)), _ms(lat["50"]), _ms(lat["99"]), errors)
 
 
 async def run_python(url: str, seconds: float, connections: int) -> Load:
@@ -105,6 +121,8 @@ async def run_python(url: str, seconds: float, connections: int) -> Load:
         began = time.monotonic()
         await asyncio.gather(*(worker(n, session) for n in range(connections)))
         took = time.monotonic() - began
+    if not latencies or errors == len(latencies):
+        raise NoRequests(url, seconds, f"python generator: {errors} failed attempts")
     return Load(
         len(latencies),
         len(latencies) / took,
@@ -118,3 +136,16 @@ async def drive(url: str, seconds: float, connections: int = 32) -> Load:
     if generator() == "wrk":
         return await run_wrk(url, seconds, connections)
     return await run_python(url, seconds, connections)
+
+
+async def warm_up(url: str, connections: int = 32, seconds: float = 2, tries: int = 3) -> None:
+    """Load ``url`` for ``seconds`` until a run completes requests (``tries`` runs at most):
+    on a loaded machine a server that just became ready can stall its first seconds."""
+    for attempt in range(1, tries + 1):
+        try:
+            await drive(url, seconds, connections)
+            return
+        except NoRequests:
+            if attempt == tries:
+                raise
+            print(f"  (warm-up {attempt} completed no request; {load_average()}; again)")

@@ -14,6 +14,7 @@ fresh database in the test's ``tmp_path`` and closes it afterwards; ``pbx_sample
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,10 @@ def pbx_sample() -> Callable[..., dict[str, str]]:
 @pytest.fixture
 async def pbx_harness(tmp_path: Path, pbx_clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
     opened: list[AdapterHarness] = []
+    tries = itertools.count()  # one directory per call: a refused table leaves one behind
 
     async def open_(name: str, table: dict[str, Any], **settings: Any) -> AdapterHarness:
-        directory = tmp_path / f"harness-{len(opened)}"
+        directory = tmp_path / f"harness-{next(tries)}"
         directory.mkdir()
         harness = await AdapterHarness.open(
             directory, name, table, clock=settings.pop("clock", pbx_clock), **settings

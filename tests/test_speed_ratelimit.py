@@ -3,6 +3,9 @@ used, and a request stamped when it really leaves."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -10,6 +13,7 @@ from aiohttp.test_utils import TestServer
 from bridge.adapter import AdapterSettings
 from bridge.adapter.http import CRMClient
 from bridge.adapter.ratelimit import SlidingWindow, TokenBucket, Unlimited, make_limiter
+from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
 
 
@@ -54,6 +58,44 @@ async def test_the_guard_widens_the_window() -> None:
     for _ in range(3):
         await limiter.acquire()
     assert clock() == pytest.approx(1.02)
+
+
+async def test_a_spent_limiter_waits_one_window_before_its_first_request() -> None:
+    clock = FakeClock(0)
+    limiter = window(100, 10, clock)
+    limiter.spent()  # another process may have used the allowance a moment ago
+    await limiter.acquire()
+    assert clock() == 10  # without it: 0, and 100 more on top of the other's 100
+
+    async def sleep(delay: float) -> None:
+        clock.advance(delay)
+
+    bucket = TokenBucket(4, clock=clock)
+    bucket.spent()
+    began = clock()
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("bridge.adapter.ratelimit.asyncio.sleep", sleep)
+    try:
+        await bucket.acquire()
+    finally:
+        monkey.undo()
+    assert clock() - began == pytest.approx(0.25)  # one interval, not at once
+
+
+async def test_taking_an_adapters_lead_spends_its_limiters(tmp_path: Path) -> None:
+    """A replica taking an adapter over from one that just died (or a bridge restarted right
+    after a kill) must not add a full window's burst to what the other one sent."""
+    table = {"type": "http", "url": "http://127.0.0.1:9/hook", "secret": "s" * 24}
+    h = await AdapterHarness.open(tmp_path, "crm", table | {"rate_limit": 2, "rate_window": 10})
+    try:
+        (limiter,) = h.adapter.ctx.limiters  # the adapter's client's
+        fresh = make_limiter(2, window=10)
+        await asyncio.wait_for(fresh.acquire(), 5)  # a fresh limiter: at once
+        assert await h.worker._take_lead()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(limiter.acquire(), 0.5)  # 10 s away
+    finally:
+        await h.close()
 
 
 def test_settings_pick_the_limiter() -> None:

@@ -21,7 +21,7 @@ from bridge.adapter.auth import Auth, BearerToken, Credentials, CredentialSettin
 from bridge.adapter.contract import Adapter
 from bridge.adapter.errors import DeliveryError, Permanent, RetryLater
 from bridge.adapter.http import GENERIC_HINTS, body_excerpt, raise_for_status
-from bridge.adapter.ratelimit import Limiter, make_limiter
+from bridge.adapter.ratelimit import Limiter
 
 if TYPE_CHECKING:
     from bridge.adapter.contract import AdapterContext, AdapterSettings
@@ -88,7 +88,7 @@ class JsonAPI:
         if isinstance(settings, CredentialSettings):
             self.auth = Credentials(self.AUTH, settings, ctx, self.client, self.VENDOR)
         self._path_limits: list[tuple[re.Pattern[str], Limiter]] = [
-            (re.compile(pattern), make_limiter(float(getattr(settings, key, 0.0) or 0.0)))
+            (re.compile(pattern), ctx.limiter(float(getattr(settings, key, 0.0) or 0.0)))
             for pattern, key in self.PATH_LIMITS.items()
         ]
         self._held_until = 0.0

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from bridge.adapter.errors import Permanent
 from bridge.adapter.http import CRMClient
 from bridge.adapter.outcomes import Skipped
-from bridge.adapter.ratelimit import make_limiter
+from bridge.adapter.ratelimit import Limiter, make_limiter
 from bridge.call import Call
 from bridge.phones import Phone
 from bridge.redact import Redactor
@@ -244,11 +244,21 @@ class AdapterContext:
     clock: Callable[[], float] = time.time
     log: Any = field(default_factory=lambda: structlog.get_logger())
 
+    #: Every limiter made for this adapter (its client's and its endpoints' own), so that the
+    #: worker can mark them spent when it takes the adapter over (``ratelimit.spend_all``).
+    limiters: list[Limiter] = field(default_factory=list)
+
+    def limiter(self, rate: float, burst: float = 1.0, window: float = 0.0) -> Limiter:
+        """``make_limiter``, remembered in ``limiters``."""
+        made = make_limiter(rate, burst, window)
+        self.limiters.append(made)
+        return made
+
     def http_client(self, settings: AdapterSettings, base_url: str, **kwargs: Any) -> CRMClient:
         """A rate-limited, redacting httpx client for ``settings.base_url or base_url``."""
         return CRMClient(
             base_url=settings.base_url or base_url,
-            limiter=make_limiter(settings.rate_limit, settings.rate_burst, settings.rate_window),
+            limiter=self.limiter(settings.rate_limit, settings.rate_burst, settings.rate_window),
             timeout=settings.timeout_seconds,
             redactor=self.redactor,
             on_response=self.on_response,

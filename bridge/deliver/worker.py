@@ -26,7 +26,7 @@ import structlog
 from bridge.adapter.contract import CARD_ACTIONS, LIVE_ACTIONS
 from bridge.adapter.errors import Permanent, RetryLater
 from bridge.adapter.outcomes import SKIPPED_LABEL, Skipped
-from bridge.adapter.ratelimit import first_turn
+from bridge.adapter.ratelimit import first_turn, spend_all
 from bridge.deliver.backoff import Backoff
 from bridge.deliver.pipeline import Pipeline
 from bridge.metrics import Metrics
@@ -122,6 +122,8 @@ class AdapterWorker:
         storage = self._outbox.storage
         leading = await storage.try_lead(self._lead)
         if leading and not self._leading:
+            # Whoever delivered it before may have used the CRM's window a moment ago.
+            spend_all(self.pipeline.adapter.ctx.limiters)
             log.info("delivering this adapter", adapter=self.name, owner=storage.owner)
         elif self._leading and not leading:
             log.warning("lost this adapter's lead; another replica delivers it", adapter=self.name)

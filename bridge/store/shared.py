@@ -35,3 +35,6 @@ class SharedRate:
 
     def sending(self) -> None:
         return  # evenly spaced slots: nothing to re-stamp
+
+    def spent(self) -> None:
+        return  # the slots live in the database: every process already sees them

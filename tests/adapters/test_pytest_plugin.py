@@ -16,3 +16,14 @@ def test_the_plugin_is_registered_as_an_entry_point():
     from importlib.metadata import entry_points
 
     assert any(ep.value == "bridge.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+async def test_a_refused_table_does_not_block_the_next_harness(pbx_harness):
+    import pytest
+
+    from bridge.settings import SettingsError
+
+    with pytest.raises(SettingsError):
+        await pbx_harness("local", {"create_contacts": "sometimes"})
+    h = await pbx_harness("local", {})  # a test may try several tables in a row
+    assert h.name == "local"

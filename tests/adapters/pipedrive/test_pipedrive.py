@@ -144,25 +144,21 @@ def test_specs_are_present_for_the_contract_test(contract):
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOW)
+def clock(pbx_clock: FakeClock) -> FakeClock:
+    assert pbx_clock() == NOW  # the plugin's clock starts where the samples' times are
+    return pbx_clock
 
 
 @pytest.fixture
-async def open_harness(tmp_path, clock):
-    made: list[AdapterHarness] = []
+def open_harness(pbx_harness):
+    """The plugin's harness (closed after the test) with this suite's table defaults."""
 
     async def open_(**table: Any) -> AdapterHarness:
-        settings = {"api_token": TOKEN, "rate_limit": 0, **table}
-        h = await AdapterHarness.open(
-            tmp_path, "pipedrive", settings, clock=clock, schedule={"locale": "en"}
+        return await pbx_harness(
+            "pipedrive", {"api_token": TOKEN, "rate_limit": 0, **table}, schedule={"locale": "en"}
         )
-        made.append(h)
-        return h
 
-    yield open_
-    for h in made:
-        await h.close()
+    return open_
 
 
 DEALS = f"{API}/api/v2/deals"
