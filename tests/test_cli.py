@@ -38,7 +38,9 @@ async def test_send_sample_then_calls_tasks_and_outbox(
     assert await cli(["send-sample", "call_missed", "--url", url, "--json"]) == 0
     out = capsys.readouterr().out
     assert out.count("HTTP 200") == 2
-    await wait_for(lambda: _all_done(settings, 2))
+    # The embedded default's jobs: log_call/create_task, and each end also closes the call in
+    # progress (`over`, live actions on by default: skipped here, nothing rang).
+    await wait_for(lambda: _all_done(settings, 4))
 
     cfg = config(tmp_path)
     assert await cli(["--config", cfg, "calls", "--json"]) == 0
@@ -48,10 +50,10 @@ async def test_send_sample_then_calls_tasks_and_outbox(
     assert "+79221111123" in capsys.readouterr().out
     assert await cli(["--config", cfg, "outbox", "stats", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
-        {"adapter": "local", "pending": 0, "running": 0, "done": 2, "dead": 0}
+        {"adapter": "local", "pending": 0, "running": 0, "done": 4, "dead": 0}
     ]
     assert await cli(["--config", cfg, "outbox", "list", "--status", "done"]) == 0
-    assert capsys.readouterr().out.count("local") == 2
+    assert capsys.readouterr().out.count("local") == 4
 
 
 async def test_outbox_retry_dead_and_purge(tmp_path, make_settings, start_bridge, capsys):
@@ -67,7 +69,7 @@ async def test_outbox_retry_dead_and_purge(tmp_path, make_settings, start_bridge
             "direction": "outbound",
         },
     )
-    await wait_for(lambda: _all_done(settings, 1))
+    await wait_for(lambda: _all_done(settings, 2))  # log_call + over (live actions on)
     await client.close()
     import sqlite3
 
@@ -80,8 +82,8 @@ async def test_outbox_retry_dead_and_purge(tmp_path, make_settings, start_bridge
     assert json.loads(capsys.readouterr().out)["last_error"] == "boom"
     assert await cli(["--config", cfg, "outbox", "retry"]) == 2  # needs ids or --all
     assert await cli(["--config", cfg, "outbox", "retry", "--all"]) == 0
-    assert "1 dead job(s)" in capsys.readouterr().out
-    assert (await rows(settings, "SELECT status FROM jobs")) == [("pending",)]
+    assert "2 dead job(s)" in capsys.readouterr().out
+    assert (await rows(settings, "SELECT status FROM jobs")) == [("pending",), ("pending",)]
     conn = sqlite3.connect(settings.storage.path)
     conn.execute("UPDATE jobs SET status = 'done', updated_at = 0")
     conn.commit()

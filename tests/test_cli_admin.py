@@ -336,7 +336,7 @@ async def test_send_sample_with_call_details_and_url_from_settings(
     ]
     assert await cli(argv) == 0
     assert capsys.readouterr().out.count("HTTP 200") == 2
-    await wait_for(lambda: _all_done(settings, 2))
+    await wait_for(lambda: _all_done(settings, 4))  # each: post-call job + over (live on)
     got = await rows(settings, "SELECT domain, payload FROM events ORDER BY id")
     missed, ended = (json.loads(p) for _, p in got)
     assert got[0][0] == "acme.onpbx.ru"
@@ -392,7 +392,8 @@ async def test_backfill_says_how_many_tasks_and_logs_only_creates_none(
     assert "tasks to be created: 0" in out.out and "queued: 3" in out.out
     assert "become tasks" not in out.err
     jobs = await rows(make_settings(), "SELECT action FROM jobs")
-    assert jobs == [("log_call",)]
+    # every backfilled call also gets local's `over` (live actions on by default): no task
+    assert sorted(jobs) == [("log_call",), ("over",), ("over",), ("over",)]
 
 
 async def test_backfill_without_logs_only_warns_before_creating_tasks(
@@ -408,4 +409,5 @@ async def test_backfill_without_logs_only_warns_before_creating_tasks(
     out = capsys.readouterr()
     assert "missed calls in this range become tasks in local" in out.err
     assert "--logs-only skips them" in out.err and "tasks to be created: 1" in out.out
-    assert await rows(make_settings(), "SELECT action FROM jobs") == [("create_task",)]
+    jobs = await rows(make_settings(), "SELECT action FROM jobs")
+    assert sorted(jobs) == [("create_task",), ("over",)]  # + local's `over` (live on)

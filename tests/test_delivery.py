@@ -328,7 +328,8 @@ async def test_local_adapter_default_logs_calls_and_tasks(make_settings, start_b
     client = await start_bridge(settings)
     await client.post(WEBHOOK, data=sample("call_end"))
     await client.post(WEBHOOK, data=sample("call_missed"))
-    await wait_for(lambda: _all_done(settings, 2))
+    # log_call, create_task, and for each end the live `over` (on by default, as everywhere)
+    await wait_for(lambda: _all_done(settings, 4))
     calls = await rows(settings, "SELECT client, extension, talk_seconds, result FROM local_calls")
     assert calls == [("+79502222919", "145", 135, "Talked")]
     tasks = await rows(settings, "SELECT client, title FROM local_tasks")

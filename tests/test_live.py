@@ -71,8 +71,8 @@ async def statuses(h: AdapterHarness) -> list[tuple[str, str, str, str | None]]:
 async def test_capability_by_presence_and_default_events() -> None:
     assert all(supports(adapter_class("http"), a) for a in ("ringing", "answered"))
     assert all(supports(adapter_class("local"), a) for a in LIVE_ACTIONS)
-    # ...but opt-in there: the embedded default of every bridge without a CRM.
-    assert adapter_class("local").Settings().events == ["log_call", "create_task"]
+    # ...and on by default there too, like everywhere (the embedded default keeps live calls).
+    assert set(adapter_class("local").Settings().events) >= set(LIVE_ACTIONS)
     assert not supports(adapter_class("http"), "over")  # log_call closes its screen pop
     assert not any(supports(adapter_class("hubspot"), a) for a in LIVE_ACTIONS)
     assert set(adapter_class("http").Settings.model_fields["events"].default) >= set(LIVE_ACTIONS)
@@ -401,8 +401,7 @@ async def test_local_keeps_the_calls_in_progress(tmp_path, clock, storage_table)
 async def test_calls_live_lists_the_calls_in_progress(tmp_path, clock, capsys):
     from bridge.cli import main
 
-    table = {"events": ["ringing", "answered", "over"]}
-    h = await AdapterHarness.open(tmp_path, "local", table, clock=clock)
+    h = await AdapterHarness.open(tmp_path, "local", {}, clock=clock)  # default events
     try:
         await h.store(inbound("call_user_start", "101", clock()))
         await h.store(inbound("call_user_start", "102", clock()))
@@ -410,10 +409,8 @@ async def test_calls_live_lists_the_calls_in_progress(tmp_path, clock, capsys):
     finally:
         await h.close()
     cfg = tmp_path / "settings.toml"
-    cfg.write_text(
-        f'[storage]\npath = "{tmp_path / "local.db"}"\n'
-        '[adapters.local]\nevents = ["ringing", "answered", "over"]\n'
-    )
+    # No [adapters.*] table: the embedded default (local, live actions on) is what it lists.
+    cfg.write_text(f'[storage]\npath = "{tmp_path / "local.db"}"\n')
     argv = ["--config", str(cfg), "calls", "--live"]
     assert await asyncio.to_thread(main, [*argv, "--json"]) == 0
     [call] = json.loads(capsys.readouterr().out)

@@ -11,9 +11,7 @@ storage's (``local_*``, created by the migrations) and it reaches them through
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from bridge.adapter import (
     Adapter,
@@ -32,12 +30,8 @@ from bridge.store import LocalRecords, Storage
 
 class LocalSettings(AdapterSettings):
     rate_limit: float = 0.0  # no remote service to protect
-    # The one adapter whose live actions are opt-in: it is the embedded default of every
-    # bridge without a CRM, and the console already shows calls in progress from the
-    # events; listing ringing/answered/over turns its calls-in-progress table on.
-    events: list[Literal["log_call", "create_task", "ringing", "answered", "over"]] = Field(
-        default_factory=lambda: ["log_call", "create_task"]
-    )
+    # `events` is AdapterSettings' default (every action, live ones included), as for every
+    # adapter: its calls-in-progress table is on unless `events` is listed without them.
 
 
 class LocalAdapter(Adapter):

@@ -242,7 +242,8 @@ async def test_a_failing_channel_never_blocks_delivery(make_settings, start_brid
 
     db = sqlite3.connect(settings.storage.path)
     for _ in range(100):
-        if db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0] == 3:
+        # 3 calls × (log_call + over: live actions are on by default)
+        if db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0] == 6:
             break
         await asyncio.sleep(0.05)
     else:

@@ -212,8 +212,8 @@ async def test_controls_and_bidi_overrides_stay_out_of_crm_texts(
     body = {**sample("call_end", uuid="bidi-1"), "hangup_cause": UNSAFE_TEXT}
     body["gateway"] = "7495\u202e1234"
     assert (await client.post(WEBHOOK, data=body)).status == 200
-    for _ in range(300):
-        if await rows(settings, "SELECT status FROM jobs") == [("done",)]:
+    for _ in range(300):  # both jobs: over + log_call
+        if await rows(settings, "SELECT status FROM jobs") == [("done",), ("done",)]:
             break
         await asyncio.sleep(0.02)
     written = await rows(settings, "SELECT result, line FROM local_calls")

@@ -139,8 +139,8 @@ async def test_crm_ids_use_the_event_key_and_are_pruned(
     client = await start_bridge(settings)
     body = {**sample("call_end", uuid=" Mixed-Case-uuid "), "domain": "PBX.Example.COM"}
     assert (await client.post(WEBHOOK, data=body)).status == 200
-    for _ in range(300):
-        if await rows(settings, "SELECT status FROM jobs") == [("done",)]:
+    for _ in range(300):  # both jobs: over + log_call
+        if await rows(settings, "SELECT status FROM jobs") == [("done",), ("done",)]:
             break
         await asyncio.sleep(0.02)
     (domain, uuid), *_ = await rows(settings, "SELECT domain, uuid FROM events")
@@ -235,7 +235,8 @@ async def test_a_second_bridge_on_the_same_database_is_refused_and_changes_nothi
 ) -> None:
     from bridge.store import StorageError
 
-    settings = make_settings(adapters={"local": {}})
+    local = {"events": ["log_call", "create_task"]}  # one (post-call) job to lease
+    settings = make_settings(adapters={"local": local})
     first = await start_bridge(settings)
     assert (await first.post(WEBHOOK, data=sample("call_end", uuid="two-1"))).status == 200
     for _ in range(300):

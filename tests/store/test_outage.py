@@ -77,7 +77,8 @@ async def test_postgres_outage_answers_503_and_recovers(
     await proxy.up()
     try:
         settings = make_settings(
-            adapters={"local": {}},
+            # post-call only: one job per call to follow through the outage
+            adapters={"local": {"events": ["log_call", "create_task"]}},
             storage={"url": via(postgres_url, proxy.port)},
             # A job whose delivery met the outage is retried soon (the backoff is not tested).
             delivery={"retry_base_seconds": 0.2, "retry_max_delay_seconds": 0.5},

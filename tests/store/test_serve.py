@@ -108,7 +108,9 @@ def test_serve_says_why_it_will_not_start(tmp_path, capsys) -> None:
 
 
 async def test_serve_on_postgresql(postgres_url, make_settings, start_bridge) -> None:
-    settings = make_settings(adapters={"local": {}}, storage={"url": postgres_url})
+    # post-call only: the one job this follows end to end
+    local = {"events": ["log_call", "create_task"]}
+    settings = make_settings(adapters={"local": local}, storage={"url": postgres_url})
     client = await start_bridge(settings)
     resp = await client.post(WEBHOOK, data=sample("call_end", uuid="pg-call"))
     assert resp.status == 200 and (await resp.json())["jobs"] == 1
