@@ -177,3 +177,26 @@ def test_check_names_the_url_key_that_points_at_an_unreachable_host(tmp_path):
     assert "[FAIL] salesforce" in out.stdout, out.stdout + out.stderr
     fail = next(line for line in out.stdout.splitlines() if line.startswith("[FAIL] salesforce"))
     assert "login_url" in fail and "base_url" not in fail, fail
+
+
+def test_serve_banner_asks_for_the_live_checkboxes_only_where_a_live_adapter_runs():
+    from bridge.cli.serve import tick
+    from bridge.settings import Settings
+
+    embedded = tick(Settings())  # the local adapter: live actions opt-in
+    assert "«Завершился звонок»" in embedded and "«Начался звонок»" not in embedded
+    crm = Settings(
+        adapters={"retailcrm": {"base_url": "https://demo.retailcrm.ru", "api_key": "k"}}
+    )
+    text = tick(crm)
+    assert "«Начался звонок»" in text and "«Ответили на звонок»" in text and "retailcrm" in text
+    off = Settings(
+        adapters={
+            "retailcrm": {
+                "base_url": "https://demo.retailcrm.ru",
+                "api_key": "k",
+                "events": ["log_call", "create_task"],
+            }
+        }
+    )
+    assert "«Начался звонок»" not in tick(off)
