@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from bridge.adapter import (
     CREATE_TASK,
     LOG_CALL,
-    Adapter,
     AdapterContext,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    JsonAdapter,
     LiveCall,
     NewContact,
     Permanent,
@@ -139,13 +139,9 @@ def one_at_a_time(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     return run
 
 
-class Bitrix24Adapter(Adapter):
-    Settings = Bitrix24Settings
-    settings: Bitrix24Settings
-
+class Bitrix24Adapter(JsonAdapter[Bitrix24Settings, Bitrix24API]):
     def __init__(self, settings: Bitrix24Settings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self.api = Bitrix24API(settings, ctx)
         self._refused = False
         self._me: str | None = None
         self._lines: set[str] = set()  # lines known to be added (or not addable) this run
@@ -751,6 +747,3 @@ class Bitrix24Adapter(Adapter):
                     " events: " + ", ".join(live)
                 )
         return CheckResult(account=account, users=users, notes=notes)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()
