@@ -9,7 +9,6 @@ tasks.task.add, voximplant.statistic.get, profile, user.get.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
@@ -26,6 +25,7 @@ from bridge.adapter import (
     Contact,
     FollowUp,
     JsonAdapter,
+    KeyLocks,
     LiveCall,
     NewContact,
     Permanent,
@@ -123,18 +123,8 @@ def one_at_a_time(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 
     @functools.wraps(method)
     async def run(self: Bitrix24Adapter, item: Any) -> Any:
-        key = item.call.key
-        lock, users = self._call_locks.get(key, (asyncio.Lock(), 0))
-        self._call_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                return await method(self, item)
-        finally:
-            lock, users = self._call_locks[key]
-            if users == 1:
-                del self._call_locks[key]
-            else:
-                self._call_locks[key] = (lock, users - 1)
+        async with self._call_locks.hold(item.call.key):
+            return await method(self, item)
 
     return run
 
@@ -146,7 +136,7 @@ class Bitrix24Adapter(JsonAdapter[Bitrix24Settings, Bitrix24API]):
         self._me: str | None = None
         self._lines: set[str] = set()  # lines known to be added (or not addable) this run
         self._no_live: str | None = None  # why live cards cannot work with this setup
-        self._call_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._call_locks = KeyLocks()
 
     # Bitrix24 finds the CRM record by the number itself when a call is registered (and shows
     # it on the card): no lookup request before the card.
