@@ -11,12 +11,23 @@ from bridge.cli.base import Commands
 
 
 def cmd_admin_password(settings: None, args: argparse.Namespace) -> int:
-    if args.stdin:
+    if args.stdin or not sys.stdin.isatty():
+        # Piped input (`echo pw | pbx-bridge admin-password`) is read like --stdin: getpass
+        # would take the first line and then die on EOF at "Again:". A second line, when
+        # given, is the confirmation.
         password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Console password: ")
-        if getpass.getpass("Again: ") != password:
+        again = sys.stdin.readline()
+        if again and again.rstrip("\r\n") != password:
             print("the two passwords differ; nothing was made", file=sys.stderr)
+            return 2
+    else:
+        try:
+            password = getpass.getpass("Console password: ")
+            if getpass.getpass("Again: ") != password:
+                print("the two passwords differ; nothing was made", file=sys.stderr)
+                return 2
+        except (EOFError, KeyboardInterrupt):
+            print("\nno password given; nothing was made", file=sys.stderr)
             return 2
     if len(password) < MIN_PASSWORD:
         print(f"the password must be at least {MIN_PASSWORD} characters", file=sys.stderr)

@@ -40,6 +40,16 @@ IN_TURN = (
     " AND (k.status = 'running' OR (k.status = 'pending' AND k.id < j.id)))"
 )
 
+# The same rule for PostgreSQL's claim, which names no event beside the job: a correlated
+# probe per candidate (OFFSET 0 keeps the planner from flattening it into an anti-join over
+# every pending job), so a claim walking jobs_pending in due order stops after its LIMIT.
+IN_TURN_EACH = (
+    "NOT EXISTS (SELECT 1 FROM events e CROSS JOIN events e2 CROSS JOIN jobs k"
+    " WHERE e.id = j.event_id AND e2.domain = e.domain AND e2.uuid = e.uuid"
+    " AND k.event_id = e2.id AND k.adapter = j.adapter AND k.id <> j.id"
+    " AND (k.status = 'running' OR (k.status = 'pending' AND k.id < j.id)) OFFSET 0)"
+)
+
 # Pending jobs of one adapter and lane booked by a clock that was ahead (see
 # outbox.CLOCK_SLACK: due now), by two index ranges (jobs_pending / jobs_live on due_at,
 # jobs_status on updated_at) rather than a scan of every pending job. Placeholders: {adapter},

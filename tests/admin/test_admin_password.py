@@ -28,3 +28,18 @@ def test_short_password_is_refused(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["admin-password", "--stdin"]) == 2
     assert "at least 8 characters" in capsys.readouterr().err
+
+
+def test_a_piped_password_without_stdin_flag_is_read(monkeypatch, capsys):
+    # `echo pw | pbx-bridge admin-password`: getpass would read the first line, then die
+    # with a traceback (EOFError) at "Again:".
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert main(["admin-password"]) == 0
+    stored = re.search(r'password_hash = "([^"]+)"', capsys.readouterr().out).group(1)
+    assert verify_hash("a long enough secret", stored)
+
+
+def test_a_piped_confirmation_that_differs_is_refused(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\nsomething else!\n"))
+    assert main(["admin-password"]) == 2
+    assert "differ" in capsys.readouterr().err

@@ -277,6 +277,9 @@ async def test_settings_are_masked_and_webhook_url_revealed_on_demand(
     assert "/webhooks/onlinepbx/***" in masked and TOKEN not in masked
     revealed = overview.split("<details>")[1].split("</details>")[0]
     assert f"/webhooks/onlinepbx/{TOKEN}" in revealed and "data-copy" in revealed
+    # The copy control reads "Copy" (a dict's .copy method once leaked into the page).
+    assert ">Копировать</button>" in revealed or ">Copy</button>" in revealed
+    assert "built-in method" not in overview
 
 
 async def test_test_call_shows_what_the_crm_answered(console_settings, start_bridge, sql):
