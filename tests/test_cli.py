@@ -136,3 +136,19 @@ def test_usage_errors(argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    # `pbx-bridge outbox list | head -1`: stdout is closed under the command's feet.
+    import subprocess
+    import sys
+
+    code = "import sys; from bridge.cli import main; sys.exit(main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "admin-password", "--stdin"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # before the interpreter has even started: every write hits EPIPE
+    _, err = proc.communicate(b"a long enough secret\n", timeout=60)
+    assert b"Traceback" not in err, err.decode()
+    assert proc.returncode == 141

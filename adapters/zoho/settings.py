@@ -66,6 +66,8 @@ class ZohoSettings(CredentialSettings):
     the API console is accepted for a quick try (it is not refreshed)."""
 
     CRM: ClassVar[str] = "Zoho CRM"
+    # Zoho's refresh token is long-lived, not rotated: `check` may refresh it anywhere.
+    REFRESH_TOKEN_ROTATES: ClassVar[bool] = False
     USER_IDS = "number"  # Zoho user ids are long numbers ("4150868000000225013")
     TOKEN_KEY: ClassVar[str] = "access_token"
     TOKEN_LABEL: ClassVar[str] = "a one-hour access token, for a quick try"

@@ -56,6 +56,10 @@ class CredentialSettings(AdapterSettings):
     OAUTH_REQUIRED: ClassVar[tuple[str, ...]] = ("client_id", "client_secret")
     #: ``client_credentials``: the app's id and secret are the whole grant (no refresh token).
     OAUTH_GRANT: ClassVar[str] = "refresh_token"
+    #: Does a refresh answer a new refresh token and retire the old one (amoCRM, HubSpot...)?
+    #: Then only the bridge's database may spend it: `check` without that database skips the
+    #: adapter. A CRM whose refresh token is long-lived (Zoho) is tried from a scratch database.
+    REFRESH_TOKEN_ROTATES: ClassVar[bool] = True
 
     client_id: str | None = None
     client_secret: SecretStr | None = None

@@ -55,8 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # CRM answers and webhook values reach the terminal: no controls, no bidi tricks
-    with safe_output():
-        return _main(argv)
+    try:
+        with safe_output():
+            return _main(argv)
+    except BrokenPipeError:
+        # `pbx-bridge outbox list | head`: the reader left; no traceback for that. Point stdout
+        # at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for SIGPIPE (128 + 13)
 
 
 def _main(argv: Sequence[str] | None) -> int:

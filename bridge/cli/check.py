@@ -192,7 +192,10 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             try:
                 for item in adapters:
                     oauth = [k for k in OAUTH_KEYS if getattr(item.settings, k, None)]
-                    if missing and oauth:
+                    spendable = oauth == ["refresh_token"] and not getattr(
+                        item.settings, "REFRESH_TOKEN_ROTATES", True
+                    )
+                    if missing and oauth and not spendable:
                         print(
                             f"[SKIP] {item.name}: its OAuth tokens are kept in the database;"
                             " run check where the bridge's database is (or after the first"
