@@ -154,3 +154,51 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     _, err = proc.communicate(b"a long enough secret\n", timeout=60)
     assert b"Traceback" not in err, err.decode()
     assert proc.returncode == 141
+
+
+def test_check_names_the_url_key_that_points_at_an_unreachable_host(tmp_path):
+    # Salesforce is reached through login_url (no base_url set): the advice names that key.
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    (tmp_path / "s.toml").write_text(
+        f'[adapters.salesforce]\nclient_id = "c"\nclient_secret = "s"\n'
+        f'login_url = "http://127.0.0.1:{port}"\n'
+    )
+    code = "import sys; from bridge.cli import main; sys.exit(main())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, "check", "-c", "s.toml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "[FAIL] salesforce" in out.stdout, out.stdout + out.stderr
+    fail = next(line for line in out.stdout.splitlines() if line.startswith("[FAIL] salesforce"))
+    assert "login_url" in fail and "base_url" not in fail, fail
+
+
+def test_serve_banner_asks_for_the_live_checkboxes_only_where_a_live_adapter_runs():
+    from bridge.cli.serve import tick
+    from bridge.settings import Settings
+
+    embedded = tick(Settings())  # the local adapter: live actions opt-in
+    assert "«Завершился звонок»" in embedded and "«Начался звонок»" not in embedded
+    crm = Settings(
+        adapters={"retailcrm": {"base_url": "https://demo.retailcrm.ru", "api_key": "k"}}
+    )
+    text = tick(crm)
+    assert "«Начался звонок»" in text and "«Ответили на звонок»" in text and "retailcrm" in text
+    off = Settings(
+        adapters={
+            "retailcrm": {
+                "base_url": "https://demo.retailcrm.ru",
+                "api_key": "k",
+                "events": ["log_call", "create_task"],
+            }
+        }
+    )
+    assert "«Начался звонок»" not in tick(off)

@@ -249,3 +249,16 @@ async def test_event_without_domain_is_filed_under_the_configured_account(
     again = await client.post(WEBHOOK, json=body | {"domain": "EXAMPLE.onpbx.ru"})
     assert (await again.json())["duplicate"] is True
     assert await rows(settings, "SELECT domain FROM events") == [("example.onpbx.ru",)]
+
+
+async def test_a_multipart_part_with_broken_headers_is_a_400(make_settings, start_bridge):
+    settings = make_settings()
+    client = await start_bridge(settings)
+    resp = await client.post(
+        WEBHOOK,
+        data=b"--x\r\nbad\r\n\r\nvalue\r\n--x--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["error"] == "bad_body"
+    assert await count(settings, "events") == 0

@@ -9,7 +9,6 @@ tasks.task.add, voximplant.statistic.get, profile, user.get.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
@@ -20,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from bridge.adapter import (
     CREATE_TASK,
     LOG_CALL,
-    Adapter,
     AdapterContext,
     CallLog,
     CheckResult,
     Contact,
     FollowUp,
+    JsonAdapter,
+    KeyLocks,
     LiveCall,
     NewContact,
     Permanent,
@@ -123,34 +123,20 @@ def one_at_a_time(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 
     @functools.wraps(method)
     async def run(self: Bitrix24Adapter, item: Any) -> Any:
-        key = item.call.key
-        lock, users = self._call_locks.get(key, (asyncio.Lock(), 0))
-        self._call_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                return await method(self, item)
-        finally:
-            lock, users = self._call_locks[key]
-            if users == 1:
-                del self._call_locks[key]
-            else:
-                self._call_locks[key] = (lock, users - 1)
+        async with self._call_locks.hold(item.call.key):
+            return await method(self, item)
 
     return run
 
 
-class Bitrix24Adapter(Adapter):
-    Settings = Bitrix24Settings
-    settings: Bitrix24Settings
-
+class Bitrix24Adapter(JsonAdapter[Bitrix24Settings, Bitrix24API]):
     def __init__(self, settings: Bitrix24Settings, ctx: AdapterContext) -> None:
         super().__init__(settings, ctx)
-        self.api = Bitrix24API(settings, ctx)
         self._refused = False
         self._me: str | None = None
         self._lines: set[str] = set()  # lines known to be added (or not addable) this run
         self._no_live: str | None = None  # why live cards cannot work with this setup
-        self._call_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._call_locks = KeyLocks()
 
     # Bitrix24 finds the CRM record by the number itself when a call is registered (and shows
     # it on the card): no lookup request before the card.
@@ -751,6 +737,3 @@ class Bitrix24Adapter(Adapter):
                     " events: " + ", ".join(live)
                 )
         return CheckResult(account=account, users=users, notes=notes)
-
-    async def aclose(self) -> None:
-        await self.api.aclose()

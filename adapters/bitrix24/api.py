@@ -24,7 +24,7 @@ from bridge.adapter import (
     RetryLater,
     retry_after_of,
 )
-from bridge.adapter.http import body_excerpt
+from bridge.adapter.http import RETRYABLE_STATUS, body_excerpt
 
 from .settings import OAUTH_TOKEN_URL, Bitrix24Settings
 
@@ -158,7 +158,7 @@ class Bitrix24API(JsonAPI):
     def token_refused(self, answer: Answer) -> bool:
         return answer.object.get("error") == "expired_token"
 
-    def refusal(self, answer: Answer, what: str) -> DeliveryError | None:
+    def refusal(self, answer: Answer, what: str) -> str | DeliveryError | None:
         body = answer.object
         if body.get("error") is not None:
             return self._error(answer, what, body)
@@ -169,12 +169,13 @@ class Bitrix24API(JsonAPI):
             )
         return None
 
-    def _error(self, answer: Answer, method: str, data: dict[str, Any]) -> DeliveryError:
+    def _error(self, answer: Answer, method: str, data: dict[str, Any]) -> str | DeliveryError:
         response = answer.response
         code = str(data.get("error") or "")
         desc = " ".join(str(data.get("error_description") or "").split())
         status = response.status_code
-        said = f"{method}: {code or 'error'}" + (f" ({desc})" if desc else "")
+        words = f"{code or 'error'}" + (f" ({desc})" if desc else "")
+        said = f"{method}: {words}"
         webhook = self.settings.webhook_url is not None
         if code == "expired_token":
             # Only reached after the one refresh and resend (or with a webhook).
@@ -263,10 +264,10 @@ class Bitrix24API(JsonAPI):
                 code=code,
                 description=desc,
             )
-        if code in ("INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER") or status >= 500:
+        if status in RETRYABLE_STATUS or status >= 500:
+            return words  # the common rules: retried, after its Retry-After when it names one
+        if code in ("INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"):
             return RetryLater(f"{said} (HTTP {status})", retry_after_of(response))
-        if status in (408, 429):
-            return RetryLater(f"{said} (HTTP {status})")
         hint = ""
         low = desc.lower()
         if "access denied" in low:

@@ -32,7 +32,6 @@ id is returned again is not documented). A portal that changed its address answe
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -164,10 +163,6 @@ class Refused(Exception):
         self.status, self.code, self.description = status, code, description
 
 
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
-
-
 @dataclass
 class Registration:
     call_id: str
@@ -247,11 +242,11 @@ class Portal:
 
     def find(self, phone: Any) -> list[tuple[str, int]]:
         """(entity, id) of the records holding this number (Bitrix24's own phone index)."""
-        tail = _digits(phone)[-10:]
+        tail = fakecrm.last10(phone)
         return [
             (r["entity"], rid)
             for rid, r in self.records.items()
-            if tail and any(_digits(p["VALUE"])[-10:] == tail for p in r["PHONE"])
+            if tail and any(fakecrm.last10(p["VALUE"]) == tail for p in r["PHONE"])
         ]
 
     def calls(self, method: str) -> list[dict[str, Any]]:
@@ -440,7 +435,7 @@ class Portal:
                     400, "ERROR_CORE", "CALL_START_DATE should be in the ISO-8601 format"
                 ) from None
         phone = str(p.get("PHONE_NUMBER") or "")
-        if not _digits(phone):
+        if not fakecrm.digits(phone):
             raise Refused(400, "ERROR_CORE", "Unsupported phone number format")
         line = str(p["LINE_NUMBER"]) if p.get("LINE_NUMBER") else None
         ext = str(p["EXTERNAL_CALL_ID"]) if p.get("EXTERNAL_CALL_ID") else None
@@ -460,7 +455,7 @@ class Portal:
         entity = entity or (found[0] if found else None)
         created = None
         if entity is None and int(p.get("CRM_CREATE") or 0) == 1:
-            created = self.add_record("LEAD", "+" + _digits(phone), user, "Lead " + phone)
+            created = self.add_record("LEAD", "+" + fakecrm.digits(phone), user, "Lead " + phone)
             entity = ("LEAD", created)
         reg = Registration(
             call_id=f"externalCall.{next(self.ids):032x}.{int(now)}",

@@ -55,6 +55,7 @@ from bridge.adapter.http import (
     raise_for_status,
     retry_after_of,
 )
+from bridge.adapter.locks import KeyLocks
 from bridge.adapter.manifest import Manifest
 from bridge.adapter.outcomes import Delivered, Outcome, Skipped
 from bridge.adapter.ratelimit import Limiter, SlidingWindow, TokenBucket, make_limiter
@@ -92,6 +93,7 @@ __all__ = [
     "FollowUp",
     "JsonAPI",
     "JsonAdapter",
+    "KeyLocks",
     "Limiter",
     "LiveCall",
     "Manifest",

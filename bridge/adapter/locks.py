@@ -1,4 +1,5 @@
-"""Locks that span processes, for state several bridge processes share (OAuth token pairs).
+"""Locks that span processes, for state several bridge processes share (OAuth token pairs),
+and :class:`KeyLocks`, one in-process lock per key (a phone number, a call).
 
 ``pbx-bridge check`` run beside ``serve``, or two ``serve`` processes on one database, must not
 both spend one single-use refresh token. The token code holds :meth:`ProcessLocks.hold` around
@@ -82,6 +83,33 @@ class FileLocks:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+class KeyLocks:
+    """One asyncio lock per key, in this process: ``async with locks.hold(key)`` runs one body
+    at a time per key and others beside it. A key's lock is dropped once nobody holds or waits
+    for it, so a long-running process keeps no lock per number or call it ever saw."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, int]] = {}  # key → (lock, holders + waiters)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._held.get(key, (asyncio.Lock(), 0))
+        self._held[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[key]
+            if users == 1:
+                del self._held[key]
+            else:
+                self._held[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        """How many keys are held or waited for now."""
+        return len(self._held)
 
 
 def locks_for(db: Any) -> ProcessLocks:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.admin.i18n import LANG_COOKIE, LANGS, choose
 from bridge.admin.render import message
@@ -58,6 +59,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[NONCE] = nonce
     if nonce is not None:
         request[CSRF] = store.csrf(nonce)
+    if request.method == "POST":
+        # Parsed once here (aiohttp keeps it): a body that does not parse is a 400, not a 500.
+        try:
+            await request.post()
+        except (ValueError, UnicodeDecodeError, LookupError, HttpProcessingError):
+            detail = "the form body cannot be read"
+            return _with_headers(message(request, 400, "bad_input", detail=detail))
     if route not in PUBLIC:
         if nonce is None:
             if request.method in ("GET", "HEAD") and route != "admin_live_stream":

@@ -56,6 +56,20 @@ def _host_of(item: ConfiguredAdapter, exc: BaseException) -> str | None:
     return None
 
 
+def _url_key(item: ConfiguredAdapter, host: str) -> str:
+    """The settings key whose URL names ``host`` (``login_url``, ``accounts_url``, ...), so the
+    advice points at the key to fix; ``base_url`` when none does."""
+    for key in type(item.settings).model_fields:
+        value = getattr(item.settings, key, None)
+        if isinstance(value, str) and "://" in value:
+            try:
+                if httpx.URL(value).host == host:
+                    return key
+            except httpx.InvalidURL:
+                continue
+    return "base_url"
+
+
 def _network_cause(exc: BaseException) -> httpx.TransportError | None:
     cause: BaseException | None = exc
     seen = 0
@@ -72,20 +86,21 @@ def network_advice(item: ConfiguredAdapter, exc: BaseException) -> str | None:
     if cause is None:
         return None
     host = _host_of(item, exc) or "the CRM"
+    key = _url_key(item, host)
     text = str(cause).lower()
     if any(w in text for w in ("name or service", "nodename", "getaddrinfo", "name resolution")):
-        look = f"DNS: does `getent hosts {host}` resolve? Is base_url spelled right?"
+        look = f"DNS: does `getent hosts {host}` resolve? Is {key} spelled right?"
     elif isinstance(cause, httpx.TimeoutException):
         look = (
             f"firewall or proxy: is outbound HTTPS to {host} allowed from this machine?"
             " (try `curl -sI https://" + host + "`)"
         )
     elif "certificate" in text or "ssl" in text:
-        look = f"TLS: {host}'s certificate is not trusted here (a corporate proxy? base_url?)"
+        look = f"TLS: {host}'s certificate is not trusted here (a corporate proxy? {key}?)"
     elif "refused" in text:
-        look = f"nothing listens at {host}: check base_url (scheme, host and port)"
+        look = f"nothing listens at {host}: check {key} (scheme, host and port)"
     else:
-        look = f"DNS, the firewall and base_url for {host}"
+        look = f"DNS, the firewall and {key} for {host}"
     return f"cannot reach {host} ({type(cause).__name__}); look at {look}"
 
 

@@ -21,7 +21,9 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{db.where}: migrated from schema version {before} to {after}")
         return 0
 
-    return asyncio.run(with_db(settings, run))
+    # A new SQLite file is created (every migration is pending on it), as on PostgreSQL where
+    # a new schema is: `migrate` before the first `serve` is a deploy step, not a read.
+    return asyncio.run(with_db(settings, run, create=True))
 
 
 def register(commands: Commands) -> None:

@@ -23,6 +23,28 @@ TICK = (
     "Profile → Webhooks (Профиль → Веб-хуки): add the URL and tick «Завершился звонок» "
     "(call ended) and «Пропущенный звонок» (missed call)"
 )
+TICK_LIVE = (
+    "; for the caller's card while the phone rings (live actions of {names}) also "
+    "«Начался звонок» (call started) and «Ответили на звонок» (call answered)"
+)
+
+
+def live_adapters(settings: Settings) -> list[str]:
+    """The configured adapters that act while a call rings (their events list a live action
+    and the adapter has it): for them the onlinePBX live checkboxes matter."""
+    from bridge.adapter.contract import LIVE_ACTIONS, supports
+    from bridge.registry import configured
+
+    return [
+        item.name
+        for item in configured(settings.adapters, settings.source)
+        if any(a in item.settings.events and supports(item.cls, a) for a in LIVE_ACTIONS)
+    ]
+
+
+def tick(settings: Settings) -> str:
+    names = live_adapters(settings)
+    return TICK + (TICK_LIVE.format(names=", ".join(names)) if names else "")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -115,7 +137,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 else ""
             )
             + f"  onlinePBX webhook URL: {shown}\n"
-            f"  In onlinePBX: {TICK}.\n"
+            f"  In onlinePBX: {tick(settings)}.\n"
             "  onlinePBX only posts to https URLs with a valid certificate: put a TLS proxy in\n"
             "  front and set server.public_url. `pbx-bridge webhook-url` prints this URL again.\n",
             file=sys.stderr,

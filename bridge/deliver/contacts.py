@@ -10,12 +10,12 @@ creation that may follow) instead of asking the CRM again.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from bridge.adapter.contract import Contact
+from bridge.adapter.locks import KeyLocks
 from bridge.phones import Phone
 
 MAX_ENTRIES = 10_000  # a bound on memory; far more numbers than a TTL's worth of calls
@@ -26,23 +26,13 @@ class ContactCache:
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[float, Contact | None]] = {}
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyLocks()
 
     @asynccontextmanager
     async def number(self, phone: Phone) -> AsyncIterator[None]:
         """Hold ``phone``: one find-or-create at a time per number."""
-        key = phone.e164
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        async with self._locks.hold(phone.e164):
+            yield
 
     async def find(
         self, phone: Phone, lookup: Callable[[Phone], Awaitable[Contact | None]]

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 FORM = "application/x-www-form-urlencoded"
@@ -191,6 +192,8 @@ async def read_fields(request: web.Request, max_bytes: int) -> dict[str, Any]:
         ) from exc
     except ValueError as exc:  # malformed multipart
         raise RequestRejected(400, "bad_body", f"body cannot be read: {exc}") from exc
+    except HttpProcessingError as exc:  # a multipart part's headers do not parse
+        raise RequestRejected(400, "bad_body", "body cannot be read: a malformed part") from exc
     if ctype == JSON:
         return parse_json(body)
     if ctype == FORM or "Content-Type" not in request.headers:

@@ -3,6 +3,7 @@ typed outcomes, capabilities by presence. Run through a small plugin adapter ("d
 
 from __future__ import annotations
 
+import asyncio
 import json
 from importlib.metadata import EntryPoint
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from bridge.adapter import (
     CredentialSettings,
     JsonAdapter,
     JsonAPI,
+    KeyLocks,
     OAuth2,
     Skipped,
     capabilities,
@@ -237,3 +239,24 @@ async def test_an_adapter_without_contact_methods_logs_inbound_calls(harness, no
     assert json.loads(calls.calls[0].request.content)["n"].startswith("+")
     missed = await h.deliver(sample("call_missed", uuid="sdk-missed"))
     assert missed.status == "done" and missed.result == "task:1"
+
+
+async def test_key_locks_run_one_body_per_key_and_forget_idle_keys():
+    locks = KeyLocks()
+    inside: list[str] = []
+    release = asyncio.Event()
+
+    async def body(key: str, name: str) -> None:
+        async with locks.hold(key):
+            inside.append(name)
+            await release.wait()
+
+    tasks = [asyncio.create_task(body(k, n)) for k, n in (("a", "a1"), ("a", "a2"), ("b", "b1"))]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert inside == ["a1", "b1"]  # a2 waits for a1; b1 runs beside it
+    assert len(locks) == 2
+    release.set()
+    await asyncio.gather(*tasks)
+    assert inside == ["a1", "b1", "a2"]
+    assert len(locks) == 0  # nobody holds or waits: no lock kept per key ever seen

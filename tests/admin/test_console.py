@@ -87,6 +87,18 @@ async def test_cookie_is_secure_behind_https(console_settings, start_bridge):
     assert "Secure" in r.headers["Set-Cookie"]
 
 
+async def test_a_form_body_that_does_not_parse_is_a_400(console_settings, start_bridge):
+    client = await start_bridge(console_settings())
+    broken = {"Content-Type": "multipart/form-data; boundary=x"}
+    body = b"--x\r\nbad\r\n\r\nvalue\r\n--x--\r\n"
+    r = await client.post("/admin/login", data=body, headers=broken, allow_redirects=False)
+    assert r.status == 400, await r.text()
+    csrf = await log_in(client)
+    r = await client.post("/admin/outbox/retry", data=body, headers=broken)
+    assert r.status == 400 and "Traceback" not in await r.text()
+    assert csrf  # still logged in: the bad body changed nothing
+
+
 async def test_login_from_another_origin_is_refused(console_settings, start_bridge):
     client = await start_bridge(console_settings())
     r = await client.post(

@@ -49,6 +49,14 @@ def config(tmp_path, storage: str) -> str:
     return str(path)
 
 
+async def test_migrate_creates_a_new_sqlite_file_at_the_latest_version(tmp_path, capsys) -> None:
+    db = tmp_path / "new.db"
+    cfg = config(tmp_path, f'path = "{db}"')
+    assert await asyncio.to_thread(main, ["--config", cfg, "migrate"]) == 0
+    assert f"migrated from schema version 0 to {LATEST}" in capsys.readouterr().out
+    assert db.exists()
+
+
 async def test_migrate_brings_a_first_release_file_forward(tmp_path, capsys) -> None:
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db)

@@ -94,6 +94,23 @@ async def test_operation_time_limit_without_time_uses_retry_after(harness, clock
     assert job.due_at - clock() == pytest.approx(90, abs=1)
 
 
+@pytest.mark.parametrize("status", [429, 503])
+async def test_other_retryable_errors_wait_for_retry_after(
+    harness, clock, no_unmocked_http, status
+):
+    # No Bitrix24 code of its own (a proxy's or a new code): the common status rules decide,
+    # Retry-After included, and the vendor's words stay in the reason.
+    search(no_unmocked_http).return_value = httpx.Response(
+        status,
+        headers={"Retry-After": "75"},
+        json={"error": "SOME_NEW_LIMIT", "error_description": "slow down"},
+    )
+    job = await harness.deliver(sample("call_missed", now=clock()))
+    assert job.status == "pending"
+    assert f"HTTP {status} SOME_NEW_LIMIT (slow down)" in job.last_error
+    assert job.due_at - clock() == pytest.approx(75, abs=1)
+
+
 @pytest.mark.parametrize(
     ("status", "code", "description", "advice"),
     [
