@@ -185,8 +185,11 @@ def test_serve_banner_asks_for_the_live_checkboxes_only_where_a_live_adapter_run
     from bridge.cli.serve import tick
     from bridge.settings import Settings
 
-    embedded = tick(Settings())  # the local adapter: live actions opt-in
-    assert "«Завершился звонок»" in embedded and "«Начался звонок»" not in embedded
+    embedded = tick(Settings())  # the local adapter: live actions on (calls in progress)
+    assert "«Завершился звонок»" in embedded and "«Начался звонок»" in embedded
+    assert "local" in embedded
+    post_call = Settings(adapters={"local": {"events": ["log_call", "create_task"]}})
+    assert "«Начался звонок»" not in tick(post_call)
     crm = Settings(
         adapters={"retailcrm": {"base_url": "https://demo.retailcrm.ru", "api_key": "k"}}
     )
