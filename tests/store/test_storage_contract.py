@@ -455,3 +455,16 @@ async def test_calls_in_progress(open_one: Opener) -> None:
     assert [r["uuid"] for r in await a.local_live_list()] == ["c2"]
     assert (await a.prune(NOW + 6, 100)).get("local_live") == 1  # its end never came
     assert await a.local_live_list() == []
+
+
+async def test_a_retry_booked_by_a_clock_far_ahead_is_claimed_now(store: Storage) -> None:
+    # A replica whose clock ran ahead booked a retry by its clock: a due time beyond any
+    # backoff from ours (more than a day on), or stamped in our future. Waiting for it would
+    # park the job for as long as that clock was wrong; it is due now instead.
+    await store.append([ev("far"), ev("soon")], {"call_end": [("crm", "log_call")]}, NOW)
+    far, soon = await store.claim("crm", 2, NOW)
+    ahead = NOW + 10 * 86_400
+    assert await store.book(far.id, PENDING, ahead, error="x", due_at=ahead + 60)
+    assert await store.book(soon.id, PENDING, NOW, error="x", due_at=NOW + 60)
+    assert [j.id for j in await store.claim("crm", 5, NOW + 1)] == [far.id]
+    assert [j.id for j in await store.claim("crm", 5, NOW + 61)] == [soon.id]
