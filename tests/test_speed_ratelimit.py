@@ -1,9 +1,11 @@
 """The window-aware limiter: never more than the limit in any window, the whole allowance
-used, and a request stamped when it really leaves."""
+used, paced so a live card never waits more than one interval, and a request stamped when it
+really leaves."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -12,21 +14,103 @@ from aiohttp.test_utils import TestServer
 
 from bridge.adapter import AdapterSettings
 from bridge.adapter.http import CRMClient
-from bridge.adapter.ratelimit import SlidingWindow, TokenBucket, Unlimited, make_limiter
+from bridge.adapter.ratelimit import (
+    SlidingWindow,
+    TokenBucket,
+    Unlimited,
+    first_turn,
+    make_limiter,
+)
 from bridge.testing import AdapterHarness
 from tests.conftest import FakeClock
 
 
-def window(limit: int, seconds: float, clock: FakeClock) -> SlidingWindow:
+def window(limit: int, seconds: float, clock: FakeClock, burst: float = 1) -> SlidingWindow:
     async def sleep(delay: float) -> None:
         clock.advance(delay)
 
-    return SlidingWindow(limit, seconds, guard=0, clock=clock, sleep=sleep)
+    return SlidingWindow(limit, seconds, burst=burst, guard=0, clock=clock, sleep=sleep)
 
 
-async def test_a_backlog_goes_out_a_window_at_a_time_and_never_over() -> None:
+async def test_a_backlog_is_paced_evenly_and_never_over() -> None:
     clock = FakeClock(0)
     limiter = window(100, 10, clock)
+    sent = []
+    for _ in range(350):
+        await limiter.acquire()
+        limiter.sending()
+        sent.append(clock())
+    # Without the pace the first 100 went at 0 and then waited a whole window.
+    assert sent[:3] == pytest.approx([0, 0.1, 0.2])  # without the guard: exactly W/N apart
+    assert sent[100] == pytest.approx(10) and sent[300] == pytest.approx(30)  # all allowance
+    assert max(b - a for a, b in itertools.pairwise(sent)) == pytest.approx(0.1)
+    for i, start in enumerate(sent):  # any window: at most 100
+        assert sum(1 for t in sent[i:] if t < start + 10 - 1e-9) <= 100
+
+
+async def test_a_card_behind_a_backlog_gets_a_slot_within_one_interval() -> None:
+    """#14: 5/s per window (amoCRM-style), a backlog waiting: a first-turn request arriving
+    at any moment leaves within 1/limit, never most of a window (the guard is on)."""
+    clock = FakeClock(0)
+    limiter = SlidingWindow(5, 1.0, clock=clock)
+    timers: list[tuple[float, asyncio.Future[None]]] = []
+
+    async def sleep(delay: float) -> None:  # a fake clock shared by several tasks
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        timers.append((clock() + delay, done))
+        await done
+
+    limiter._sleep = sleep
+    granted: list[tuple[str, float]] = []
+
+    async def backlog() -> None:
+        while True:
+            await limiter.acquire()
+            granted.append(("post", clock()))
+
+    async def card() -> None:
+        with first_turn():
+            await limiter.acquire()
+        granted.append(("card", clock()))
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    async def run_until(t: float) -> None:
+        while True:
+            await settle()
+            timers.sort(key=lambda x: x[0])
+            if not timers or timers[0][0] > t:
+                clock.now = t
+                return
+            at, done = timers.pop(0)
+            clock.now = max(clock.now, at)
+            done.set_result(None)
+
+    workers = [asyncio.create_task(backlog()) for _ in range(2)]
+    waits = []
+    for k in range(40):
+        arrive = 2.0 + k * 0.737  # every phase of the interval
+        await run_until(arrive)
+        task = asyncio.create_task(card())
+        while not task.done():
+            await run_until(min(x[0] for x in timers) if timers else clock.now)
+        waits.append([t for what, t in granted if what == "card"][-1] - arrive)
+    for w in workers:
+        w.cancel()
+    assert max(waits) <= 1 / 5 + 1e-9  # without the pace: up to most of the window
+    assert max(waits) > 0.15  # the backlog really was in the way
+    stamps = [t for _, t in granted]
+    for i, start in enumerate(stamps):  # cards count too: never 6 in a (guarded) second
+        assert sum(1 for t in stamps[i:] if t < start + 1.02 - 1e-9) <= 5
+    assert len(stamps) >= 0.95 * 5 * clock()  # the backlog still gets the allowance
+
+
+async def test_burst_lets_the_whole_allowance_go_at_once() -> None:
+    """``rate_burst = limit`` is the unpaced window (Zoho's day of credits)."""
+    clock = FakeClock(0)
+    limiter = window(100, 10, clock, burst=100)
     sent = []
     for _ in range(350):
         await limiter.acquire()
@@ -54,7 +138,7 @@ async def test_the_guard_widens_the_window() -> None:
     async def sleep(delay: float) -> None:
         clock.advance(delay)
 
-    limiter = SlidingWindow(2, 1.0, guard=0.02, clock=clock, sleep=sleep)
+    limiter = SlidingWindow(2, 1.0, burst=2, guard=0.02, clock=clock, sleep=sleep)
     for _ in range(3):
         await limiter.acquire()
     assert clock() == pytest.approx(1.02)
@@ -102,7 +186,9 @@ def test_settings_pick_the_limiter() -> None:
     assert isinstance(make_limiter(0), Unlimited)
     assert isinstance(make_limiter(7), TokenBucket)
     burst = make_limiter(10, window=10)
-    assert isinstance(burst, SlidingWindow) and burst.limit == 100
+    assert isinstance(burst, SlidingWindow) and burst.limit == 100 and burst.burst == 1
+    assert make_limiter(10, 30, window=10).burst == 30
+    assert make_limiter(10, 500, window=10).burst == 100  # never more than the window holds
     assert AdapterSettings(rate_limit=10, rate_window=10).rate_window == 10
     with pytest.raises(ValueError):
         AdapterSettings(rate_window=-1)

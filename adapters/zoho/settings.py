@@ -122,6 +122,11 @@ class ZohoSettings(CredentialSettings):
             self.rate_limit = credits / DAY
             if "rate_window" not in self.model_fields_set:
                 self.rate_window = DAY
+                # The window limiter paces evenly by default (a card never waits more than a
+                # slot); a day's credits are a budget, not a pace (17 s apart on Free): let
+                # them go at once, as long as the day has them.
+                if "rate_burst" not in self.model_fields_set:
+                    self.rate_burst = float(credits)
         return self
 
     @property

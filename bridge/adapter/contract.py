@@ -87,9 +87,9 @@ class AdapterSettings(BaseModel):
     rate_window: float = Field(
         0.0,
         ge=0,
-        description="seconds; when set, rate_limit × rate_window requests may go in any window"
-        " of this length (a burst-window CRM: 10/s over 10 s = 100 per 10 s), instead of being"
-        " evenly spaced",
+        description="seconds; when set, never more than rate_limit × rate_window requests in any"
+        " window of this length (a burst-window CRM: 10/s over 10 s = 100 per 10 s), still paced"
+        " evenly within it (rate_burst at once) so a live card waits at most one slot",
     )
     contact_cache_seconds: float = Field(
         60.0, ge=0, description="how long a contact lookup is reused; 0 = ask the CRM every time"

@@ -16,6 +16,10 @@ from bridge.store.ports import Storage, StorageError
 
 
 class SharedRate:
+    """Evenly spaced slots, ``1/rate`` apart, like the per-process limiters' default pace (the
+    token bucket, the window limiter's pace). The slots are first come, first served in the
+    database: ``first_turn`` has no effect here (the onlinePBX API carries no live cards)."""
+
     def __init__(self, storage: Storage, name: str, rate: float) -> None:
         self._storage = storage
         self._name = f"rate:{name}"

@@ -96,7 +96,7 @@ class Limit:
 
 
 def _settings(tmp: Path, port: int, url: str, crms: dict[str, str]) -> Path:
-    limit = {"rate_limit": CRM_LIMIT, "rate_window": WINDOW}  # window-aware: bursts allowed
+    limit = {"rate_limit": CRM_LIMIT, "rate_window": WINDOW}  # window-aware, paced within it
     return write_settings(
         tmp / f"settings-{port}.toml",
         {

@@ -11,8 +11,8 @@ import pytest
 
 from adapters.zoho import fake as zf
 from adapters.zoho.adapter import ZohoAdapter
-from adapters.zoho.settings import ZohoSettings
-from bridge.adapter import Permanent
+from adapters.zoho.settings import DAY, ZohoSettings
+from bridge.adapter import Permanent, make_limiter
 from bridge.samples import sample
 from bridge.testing import AdapterHarness
 from tests.adapters.zoho.contract import (
@@ -115,6 +115,8 @@ def test_settings_keys_defaults_and_credit_budget():
     assert sorted(s.secrets()) == ["r", "s"]
     # Standard edition, 1 licence: 50,000 + 250 credits per rolling 24 h, as a 24 h window.
     assert s.rate_window == 86400 and s.rate_limit * 86400 == pytest.approx(50_250)
+    # ... a budget, not a pace: the whole day's credits may go at once (not 1.7 s apart).
+    assert s.rate_burst == 50_250 and make_limiter(s.rate_limit, s.rate_burst, DAY).burst > 50_000
     eu = ZohoSettings(
         client_id="1",
         client_secret="s",
