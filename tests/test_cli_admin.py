@@ -411,3 +411,41 @@ async def test_backfill_without_logs_only_warns_before_creating_tasks(
     assert "--logs-only skips them" in out.err and "tasks to be created: 1" in out.out
     jobs = await rows(make_settings(), "SELECT action FROM jobs")
     assert sorted(jobs) == [("create_task",), ("over",)]  # + local's `over` (live on)
+
+
+def test_send_sample_never_logs_the_webhook_token(tmp_path):
+    # httpx logs each request's URL at INFO, and the URL's last part is the webhook token: the
+    # one secret guarding the bridge. A fresh process, so no other test's secrets are known.
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+
+        def log_message(self, *_args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        cfg = with_server(config(tmp_path), f'host = "127.0.0.1"\nport = {port}\n')
+        given = f"http://127.0.0.1:{port}/webhooks/onlinepbx/Given-Token-0123456789abcdef"
+        for argv in (["send-sample", "call_end"], ["send-sample", "call_end", "--url", given]):
+            done = subprocess.run(
+                [sys.executable, "-m", "bridge", "-c", cfg, *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            assert "HTTP Request: POST" in done.stderr  # the log line is there, masked
+            for secret in (TOKEN, "Given-Token-0123456789abcdef"):
+                assert secret not in done.stdout + done.stderr
+    finally:
+        server.shutdown()

@@ -16,6 +16,7 @@ import httpx
 
 from bridge.app import WEBHOOK_PATH
 from bridge.cli.base import CommandError, Commands, with_db
+from bridge.redact import REDACTOR
 from bridge.registry import configured
 from bridge.samples import SAMPLES, sample
 from bridge.settings import Settings, normalize_domain
@@ -57,6 +58,12 @@ def customise(body: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
             if key == "domain" or body.get(key):
                 body[key] = domain
     return body
+
+
+def webhook_token_of(url: str) -> str | None:
+    """The token in a webhook URL (``…/webhooks/onlinepbx/<token>``), else None."""
+    _, marker, token = url.split("?", 1)[0].rstrip("/").rpartition(WEBHOOK_PATH.format(token=""))
+    return token if marker and token else None
 
 
 def url_from_settings(settings: Settings) -> str:
@@ -108,6 +115,9 @@ def crm_warning(settings: Settings | None) -> str:
 def cmd_send_sample(settings: Settings | None, args: argparse.Namespace) -> int:
     body = customise(sample(args.event, uuid=args.uuid, now=time.time()), args)
     url = args.url or url_from_settings(settings)  # type: ignore[arg-type]
+    # The URL's last part is the webhook token, the one secret guarding the bridge: httpx logs
+    # every request's URL, and so would an error message, so it is masked like any secret.
+    REDACTOR.add(webhook_token_of(url))
     warning = crm_warning(None if args.url else settings)
     if warning:
         print(warning, file=sys.stderr)
