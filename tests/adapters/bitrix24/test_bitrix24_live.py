@@ -32,18 +32,14 @@ def portal(clock, no_unmocked_http):
 
 
 @pytest.fixture
-async def open_harness(tmp_path, clock):
-    made: list[AdapterHarness] = []
+def open_harness(pbx_harness, clock):
+    """The plugin's harness (closed after the test) with this suite's table defaults."""
 
     async def make(**table):
         table = {"webhook_url": WEBHOOK, "users": USERS, **table}
-        h = await AdapterHarness.open(tmp_path, "bitrix24", table, clock=clock)
-        made.append(h)
-        return h
+        return await pbx_harness("bitrix24", table, clock=clock)
 
-    yield make
-    for h in made:
-        await h.close()
+    return make
 
 
 def inbound(event: str, callee: str = "", now: float = 0.0, uuid: str = UUID, **kw: str):
