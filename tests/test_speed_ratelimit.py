@@ -1,11 +1,13 @@
 """The window-aware limiter: never more than the limit in any window, the whole allowance
-used, paced so a live card never waits more than one interval, and a request stamped when it
-really leaves."""
+used, paced so a live card never waits more than one interval, and a request counted from its
+answer (the latest moment the CRM can have counted it)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bridge.adapter import AdapterSettings
+from bridge.adapter.errors import RetryLater
 from bridge.adapter.http import CRMClient
 from bridge.adapter.ratelimit import (
     SlidingWindow,
@@ -38,7 +41,7 @@ async def test_a_backlog_is_paced_evenly_and_never_over() -> None:
     sent = []
     for _ in range(350):
         await limiter.acquire()
-        limiter.sending()
+        limiter.answered()
         sent.append(clock())
     # Without the pace the first 100 went at 0 and then waited a whole window.
     assert sent[:3] == pytest.approx([0, 0.1, 0.2])  # without the guard: exactly W/N apart
@@ -66,11 +69,13 @@ async def test_a_card_behind_a_backlog_gets_a_slot_within_one_interval() -> None
     async def backlog() -> None:
         while True:
             await limiter.acquire()
+            limiter.answered()  # answered at once: the fake clock only moves by sleeps
             granted.append(("post", clock()))
 
     async def card() -> None:
         with first_turn():
             await limiter.acquire()
+        limiter.answered()
         granted.append(("card", clock()))
 
     async def settle() -> None:
@@ -114,7 +119,7 @@ async def test_burst_lets_the_whole_allowance_go_at_once() -> None:
     sent = []
     for _ in range(350):
         await limiter.acquire()
-        limiter.sending()
+        limiter.answered()
         sent.append(clock())
     assert sent[:100] == [0] * 100  # the whole allowance at once
     assert sent[100] == 10 and sent[300] == 30
@@ -122,14 +127,75 @@ async def test_burst_lets_the_whole_allowance_go_at_once() -> None:
         assert sum(1 for t in sent[i:] if t < start + 10) <= 100
 
 
-async def test_a_request_held_back_is_counted_from_when_it_left() -> None:
+async def test_a_request_is_counted_from_its_answer() -> None:
+    """The CRM may stamp a request as late as just before it answers: the next window starts
+    at the answer, not at the grant or the send."""
     clock = FakeClock(0)
     limiter = window(1, 1.0, clock)
     await limiter.acquire()
-    clock.advance(0.3)  # the granted request only left 0.3 s later
-    limiter.sending()
+    clock.advance(0.3)  # the answer came 0.3 s after the grant
+    limiter.answered()
     await limiter.acquire()
-    assert clock() == pytest.approx(1.3)
+    assert clock() == pytest.approx(1.3)  # counted from the grant it would be 1.0
+
+
+async def test_a_request_in_flight_holds_its_place_until_answered() -> None:
+    clock = FakeClock(0)
+    limiter = window(1, 1.0, clock)
+    await limiter.acquire()  # in flight: no answer yet
+    waiting = asyncio.create_task(limiter.acquire())
+    clock.advance(5.0)  # far beyond the window
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # counted from its grant it would have gone at 1.0
+    limiter.answered()  # the answer, at 5.0
+    await asyncio.wait_for(waiting, 1)
+    assert clock() == pytest.approx(6.0)  # one window after the answer
+
+
+async def test_a_forgotten_answer_stops_holding_a_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bridge.adapter.ratelimit.MAX_FLIGHT", 0.2)
+    limiter = SlidingWindow(1, 0.05, guard=0)
+    await limiter.acquire()  # never answered: a caller that forgot
+    await asyncio.wait_for(limiter.acquire(), 2)  # not for ever
+
+
+async def test_a_late_stamping_crm_never_sees_more_than_its_limit() -> None:
+    """The replica harness's finding: a CRM whose server runs late stamps a request late, so
+    one sent a window after it (counted from its send) landed in the CRM's window. Here the
+    CRM stamps each request after a random delay of up to 60 ms, then answers at once: with
+    requests counted from their answers it never sees more than its limit, with no guard."""
+    rng = random.Random(7)
+    limit, seconds = 4, 0.4
+    stamps: list[float] = []
+    over = 0
+
+    async def hook(request: web.Request) -> web.Response:
+        nonlocal over
+        await asyncio.sleep(rng.uniform(0, 0.06))  # the CRM's lag before it counts
+        now = time.monotonic()
+        stamps.append(now)
+        if sum(1 for t in stamps if t > now - seconds) > limit:
+            over += 1
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    limiter = SlidingWindow(limit, seconds, guard=0)
+    client = CRMClient(base_url=str(server.make_url("/")), limiter=limiter)
+
+    async def sender() -> None:
+        for _ in range(8):
+            await client.request("POST", "/hook", json={})
+
+    try:
+        await asyncio.gather(*(sender() for _ in range(3)))
+    finally:
+        await client.aclose()
+        await server.close()
+    assert len(stamps) == 24
+    assert over == 0
 
 
 async def test_the_guard_widens_the_window() -> None:
@@ -141,6 +207,7 @@ async def test_the_guard_widens_the_window() -> None:
     limiter = SlidingWindow(2, 1.0, burst=2, guard=0.02, clock=clock, sleep=sleep)
     for _ in range(3):
         await limiter.acquire()
+        limiter.answered()
     assert clock() == pytest.approx(1.02)
 
 
@@ -194,26 +261,51 @@ def test_settings_pick_the_limiter() -> None:
         AdapterSettings(rate_window=-1)
 
 
-async def test_the_client_stamps_the_request_as_its_bytes_leave() -> None:
-    class Recording(Unlimited):
-        calls = 0
+async def test_the_client_reports_every_request_over_whatever_its_outcome() -> None:
+    """A slot never reported would be held for MAX_FLIGHT: every path ends with answered()."""
 
-        def sending(self) -> None:
-            self.calls += 1
+    class Recording(Unlimited):
+        acquired = over = 0
+
+        async def acquire(self) -> None:
+            self.acquired += 1
+
+        def answered(self) -> None:
+            self.over += 1
 
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
+    async def refused(request: web.Request) -> web.Response:
+        return web.json_response({"error": "no"}, status=429)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({})
+
     app = web.Application()
     app.router.add_post("/hook", ok)
+    app.router.add_post("/refused", refused)
+    app.router.add_post("/slow", slow)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     limiter = Recording()
-    client = CRMClient(base_url=str(server.make_url("/")), limiter=limiter)
+    client = CRMClient(base_url=str(server.make_url("/")), limiter=limiter, timeout=0.3)
+    dead = CRMClient(base_url="http://127.0.0.1:9", limiter=limiter)  # connection refused
     try:
-        response = await client.request("POST", "/hook", json={})
-        assert response.status_code == 200
-        assert limiter.calls == 1
+        assert (await client.request("POST", "/hook", json={})).status_code == 200
+        assert (await client.request("POST", "/refused", json={})).status_code == 429
+        with pytest.raises(RetryLater):
+            await client.request("POST", "/slow", json={})  # timed out
+        with pytest.raises(RetryLater):
+            await dead.request("POST", "/hook", json={})  # network error
+        task = asyncio.create_task(client.request("POST", "/slow", json={}))
+        await asyncio.sleep(0.1)
+        task.cancel()  # a job cancelled mid-request (shutdown)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert limiter.acquired == limiter.over == 5
     finally:
         await client.aclose()
+        await dead.aclose()
         await server.close()

@@ -215,8 +215,15 @@ class CRMClient:
         streamed and cut at :data:`MAX_ANSWER_BYTES`.
         """
         await self._limiter.acquire()
-        extensions = {**kwargs.pop("extensions", {}), "trace": self._trace}
-        request = self._client.build_request(method, url, extensions=extensions, **kwargs)
+        try:
+            return await self._send(method, url, **kwargs)
+        finally:
+            # Whatever happened (answer, error, timeout, cancellation), the CRM has counted
+            # this request by now if ever: the window limiter counts it from here on.
+            self._limiter.answered()
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        request = self._client.build_request(method, url, **kwargs)
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._client.send(request, stream=True)
@@ -242,12 +249,6 @@ class CRMClient:
             ) from exc
         self._on_response(str(response.status_code))
         return response
-
-    async def _trace(self, name: str, info: dict[str, Any]) -> None:
-        # httpcore's trace: the moment the request's bytes start to leave (after any
-        # connection set-up), which is when the CRM starts counting it.
-        if name.endswith("send_request_headers.started"):
-            self._limiter.sending()
 
     @property
     def base_url(self) -> str:

@@ -11,6 +11,7 @@ both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,6 +21,9 @@ from typing import Protocol
 # Requests leave on our clock but are counted on the CRM's, after a network delay that
 # varies: a window is treated as this much longer so jitter never puts one over the limit.
 WINDOW_GUARD = 0.02
+# A request that never reports its answer (a caller that forgot) stops holding its place in
+# a window after this long; CRMClient always reports, and its timeout is far shorter.
+MAX_FLIGHT = 300.0
 
 
 _FIRST: ContextVar[bool] = ContextVar("rate_first_turn", default=False)
@@ -74,8 +78,8 @@ class Limiter(Protocol):
     async def acquire(self) -> None:
         """Return when one more request may be sent."""
 
-    def sending(self) -> None:
-        """The request just granted (in this task) is leaving now."""
+    def answered(self) -> None:
+        """The request just granted (in this task) is over: answered, failed or cancelled."""
 
     def spent(self) -> None:
         """Act as if the whole allowance had been used just now (see :func:`spend_all`)."""
@@ -85,7 +89,7 @@ class Unlimited:
     async def acquire(self) -> None:
         return
 
-    def sending(self) -> None:
+    def answered(self) -> None:
         return
 
     def spent(self) -> None:
@@ -124,11 +128,22 @@ class TokenBucket:
                     return
                 await asyncio.sleep((1.0 - self._tokens) / self.rate)
 
-    def sending(self) -> None:
+    def answered(self) -> None:
         return  # even spacing has no window to keep: nothing to re-stamp
 
     def spent(self) -> None:
         self._tokens, self._stamp = 0.0, self._clock()
+
+
+class _Slot:
+    """One request's place in a window: held from its grant until its answer, then counted
+    from the answer's arrival."""
+
+    __slots__ = ("flying", "stamp")
+
+    def __init__(self, stamp: float, flying: bool = True) -> None:
+        self.stamp = stamp  # grant time, then the time its answer (or failure) came
+        self.flying = flying  # granted, not yet answered: counted as "now"
 
 
 class SlidingWindow:
@@ -148,12 +163,22 @@ class SlidingWindow:
     gives the unpaced window (a day's budget, as Zoho's credits, where the pace itself would
     be seconds apart).
 
-    A request is stamped when its slot is granted and stamped again by :meth:`sending`,
-    called as the request's bytes start to leave (``CRMClient`` does it from httpcore's
-    trace): a busy event loop can hold a granted request back for tens of milliseconds,
-    which would otherwise pack more requests into one of the CRM's windows than ours saw.
-    The pace is kept on grant times; the window count, on the re-stamped ones, is what
-    guarantees the limit.
+    **Which moment a request is counted at.** The CRM stamps a request somewhere between the
+    moment its first byte can reach it (no earlier than our grant) and the moment it answers (no
+    later than our :meth:`answered`). Stamping ours at the grant or at the send (the previous
+    design, from httpcore's trace) is not enough: a CRM that reads request *k − limit* late (a
+    busy server, or in the replica harness the fake's own loop running 20–200 ms behind on a
+    loaded machine) stamps it late, so request *k*, sent exactly one window after it, lands
+    inside the CRM's window: 83 of 6,100 requests were "over" that way with send-time stamps and
+    a 2% guard. So a request holds its place in the window from its grant until its answer
+    (counted as "now" while in flight) and is then stamped with the answer's arrival: request
+    *k* leaves at least one window after *k − limit*'s answer, hence at least one window after
+    the CRM's stamp of it, whatever the CRM's or the network's delays. It costs one round trip
+    per window: ``limit`` requests per ``window`` + latency. The guard stays for the clocks:
+    ours and the CRM's need not tick at the same rate, and a CRM may count on coarse timestamps.
+    ``CRMClient`` calls :meth:`answered` when the request is over, whatever its outcome (answer,
+    error, timeout, cancellation); a slot that never hears it (a caller that forgot) stops being
+    held after :data:`MAX_FLIGHT` seconds, so a lost call cannot shrink the window for good.
     """
 
     def __init__(
@@ -175,18 +200,26 @@ class SlidingWindow:
         self.interval = self.span / limit * (1 + guard / max(1, limit - 1))
         self.burst = int(min(max(1.0, burst), limit))
         self._due = clock() - self.burst * self.interval  # GCRA: a fresh limiter may burst
-        self._sent: list[list[float]] = []  # one mutable stamp per request in the window
-        self._slot: ContextVar[list[float] | None] = ContextVar(f"slot{id(self)}", default=None)
+        self._sent: list[_Slot] = []  # every request still counted in the window
+        self._slot: ContextVar[_Slot | None] = ContextVar(f"slot{id(self)}", default=None)
+        self._answer = asyncio.Event()  # set by answered(): a flying slot may have landed
         self._clock = clock
         self._sleep = sleep
         self._turns = _Turns()
 
-    def _wait(self, now: float, first: bool) -> float:
-        """How long until the next request may go (<= 0: now)."""
-        self._sent = [s for s in self._sent if s[0] > now - self.span]
-        wait = -1.0 if first else self._due - (self.burst - 1) * self.interval - now
+    def _wait(self, now: float, first: bool) -> float | None:
+        """How long until the next request may go (<= 0: now; None: until an answer)."""
+        for slot in self._sent:  # a lost answered() must not hold a place for ever
+            if slot.flying and slot.stamp < now - MAX_FLIGHT:
+                slot.flying = False
+        self._sent = [s for s in self._sent if s.flying or s.stamp > now - self.span]
+        wait: float | None = -1.0 if first else self._due - (self.burst - 1) * self.interval - now
         if len(self._sent) >= self.limit:
-            wait = max(wait, min(s[0] for s in self._sent) + self.span - now)
+            landed = [s.stamp for s in self._sent if not s.flying]
+            if len(self._sent) - len(landed) >= self.limit:
+                return None  # every place is held by a request still in flight
+            # len(_sent) == limit (a grant needs a free place): the oldest landed one frees it
+            wait = max(wait, min(landed) + self.span - now)
         return wait
 
     async def acquire(self) -> None:
@@ -196,25 +229,33 @@ class SlidingWindow:
                     continue
                 now = self._clock()
                 wait = self._wait(now, first)
+                if wait is None:
+                    self._answer.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._answer.wait(), MAX_FLIGHT)
+                    continue
                 if wait <= 0:
                     break
                 await self._sleep(wait)
             # A card takes its place in the pace too: the backlog behind it moves one slot.
             self._due = max(self._due, now) + self.interval
-            slot = [now]
+            slot = _Slot(now)
             self._sent.append(slot)
             self._slot.set(slot)
 
-    def sending(self) -> None:
-        """The request granted last in this task is leaving now: move its stamp here."""
+    def answered(self) -> None:
+        """The request granted last in this task is over (answered, failed or cancelled):
+        it counts from now, the latest moment the CRM can have stamped it."""
         slot = self._slot.get()
         if slot is not None:
-            slot[0] = max(slot[0], self._clock())
+            slot.stamp = max(slot.stamp, self._clock())
+            slot.flying = False
             self._slot.set(None)
+            self._answer.set()
 
     def spent(self) -> None:
         now = self._clock()
-        self._sent = [[now] for _ in range(self.limit)]
+        self._sent = [_Slot(now, flying=False) for _ in range(self.limit)]
         # Once that window has passed, the pace starts afresh: no burst beyond `burst`.
         self._due = max(self._due, now + self.span - self.burst * self.interval)
 

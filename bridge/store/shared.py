@@ -37,7 +37,7 @@ class SharedRate:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def sending(self) -> None:
+    def answered(self) -> None:
         return  # evenly spaced slots: nothing to re-stamp
 
     def spent(self) -> None:
