@@ -1,16 +1,17 @@
 """The window-aware limiter: never more than the limit in any window, the whole allowance
-used, paced so a live card never waits more than one interval, and a request counted from its
-answer (the latest moment the CRM can have counted it)."""
+used, paced so a live card never waits more than one interval, and a request counted from the
+moment its bytes were all written (no CRM can count it earlier)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import respx
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -127,29 +128,37 @@ async def test_burst_lets_the_whole_allowance_go_at_once() -> None:
         assert sum(1 for t in sent[i:] if t < start + 10) <= 100
 
 
-async def test_a_request_is_counted_from_its_answer() -> None:
-    """The CRM may stamp a request as late as just before it answers: the next window starts
-    at the answer, not at the grant or the send."""
+async def test_a_request_is_counted_from_when_it_was_written() -> None:
+    """The CRM cannot count a request before its last byte left: a request held back after its
+    grant (a slow connect, a busy loop) is counted from the write, not from the grant."""
     clock = FakeClock(0)
     limiter = window(1, 1.0, clock)
     await limiter.acquire()
-    clock.advance(0.3)  # the answer came 0.3 s after the grant
-    limiter.answered()
+    clock.advance(0.3)  # written 0.3 s after the grant
+    limiter.sent()
+    clock.advance(0.5)
+    limiter.answered()  # the answer changes nothing once it was written
     await limiter.acquire()
     assert clock() == pytest.approx(1.3)  # counted from the grant it would be 1.0
+    clock.advance(0.2)
+    limiter.answered()  # failed before it was written: counted from the failure
+    await limiter.acquire()
+    assert clock() == pytest.approx(2.5)
 
 
-async def test_a_request_in_flight_holds_its_place_until_answered() -> None:
+async def test_a_granted_request_holds_its_place_until_it_is_written() -> None:
+    """A connection set-up longer than the window must not let the slot expire before the
+    request has even left (the previous limiter pruned it by its grant time)."""
     clock = FakeClock(0)
     limiter = window(1, 1.0, clock)
-    await limiter.acquire()  # in flight: no answer yet
+    await limiter.acquire()  # granted; still connecting
     waiting = asyncio.create_task(limiter.acquire())
     clock.advance(5.0)  # far beyond the window
     await asyncio.sleep(0.05)
-    assert not waiting.done()  # counted from its grant it would have gone at 1.0
-    limiter.answered()  # the answer, at 5.0
+    assert not waiting.done()
+    limiter.sent()  # it leaves at 5.0
     await asyncio.wait_for(waiting, 1)
-    assert clock() == pytest.approx(6.0)  # one window after the answer
+    assert clock() == pytest.approx(6.0)  # one window after it left
 
 
 async def test_a_forgotten_answer_stops_holding_a_place(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,19 +168,21 @@ async def test_a_forgotten_answer_stops_holding_a_place(monkeypatch: pytest.Monk
     await asyncio.wait_for(limiter.acquire(), 2)  # not for ever
 
 
-async def test_a_late_stamping_crm_never_sees_more_than_its_limit() -> None:
-    """The replica harness's finding: a CRM whose server runs late stamps a request late, so
-    one sent a window after it (counted from its send) landed in the CRM's window. Here the
-    CRM stamps each request after a random delay of up to 60 ms, then answers at once: with
-    requests counted from their answers it never sees more than its limit, with no guard."""
-    rng = random.Random(7)
+async def test_a_request_held_back_while_writing_never_puts_the_crm_over(
+    no_unmocked_http: respx.MockRouter,
+) -> None:
+    """A request whose bytes leave late (here its body is streamed with a 60 ms pause, as a
+    descheduled process or a busy loop would hold it) reaches the CRM late. Counted from when
+    its headers started to leave (the previous limiter), the request one window later, sent
+    without a pause, reached the CRM less than a window after it; counted from its last byte,
+    never."""
     limit, seconds = 4, 0.4
     stamps: list[float] = []
     over = 0
 
     async def hook(request: web.Request) -> web.Response:
         nonlocal over
-        await asyncio.sleep(rng.uniform(0, 0.06))  # the CRM's lag before it counts
+        await request.read()  # a CRM counts a request once it has arrived
         now = time.monotonic()
         stamps.append(now)
         if sum(1 for t in stamps if t > now - seconds) > limit:
@@ -182,19 +193,26 @@ async def test_a_late_stamping_crm_never_sees_more_than_its_limit() -> None:
     app.router.add_post("/hook", hook)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    limiter = SlidingWindow(limit, seconds, guard=0)
+    limiter = SlidingWindow(limit, seconds)  # the default guard: 8 ms of this window
     client = CRMClient(base_url=str(server.make_url("/")), limiter=limiter)
 
-    async def sender() -> None:
-        for _ in range(8):
-            await client.request("POST", "/hook", json={})
+    async def body(pause: float) -> AsyncIterator[bytes]:
+        yield b'{"call":'
+        await asyncio.sleep(pause)
+        yield b'"x"}'
 
+    async def send(pause: float) -> None:
+        await client.request("POST", "/hook", content=body(pause))
+
+    no_unmocked_http.stop()  # respx reads a streamed body whole before sending it
     try:
-        await asyncio.gather(*(sender() for _ in range(3)))
+        for i in range(16):  # a window of held-back requests, then one of prompt ones
+            await send(0.06 if i % 8 < limit else 0.0)
     finally:
+        no_unmocked_http.start()
         await client.aclose()
         await server.close()
-    assert len(stamps) == 24
+    assert len(stamps) == 16
     assert over == 0
 
 
@@ -261,14 +279,18 @@ def test_settings_pick_the_limiter() -> None:
         AdapterSettings(rate_window=-1)
 
 
-async def test_the_client_reports_every_request_over_whatever_its_outcome() -> None:
-    """A slot never reported would be held for MAX_FLIGHT: every path ends with answered()."""
+async def test_the_client_reports_when_a_request_is_written_and_over() -> None:
+    """A slot never reported would be held for MAX_FLIGHT: every path ends with answered(),
+    and every request whose bytes left reports sent() first."""
 
     class Recording(Unlimited):
-        acquired = over = 0
+        acquired = written = over = 0
 
         async def acquire(self) -> None:
             self.acquired += 1
+
+        def sent(self) -> None:
+            self.written += 1
 
         def answered(self) -> None:
             self.over += 1
@@ -305,6 +327,7 @@ async def test_the_client_reports_every_request_over_whatever_its_outcome() -> N
         with pytest.raises(asyncio.CancelledError):
             await task
         assert limiter.acquired == limiter.over == 5
+        assert limiter.written == 4  # all but the refused connection were written out
     finally:
         await client.aclose()
         await dead.aclose()

@@ -218,12 +218,13 @@ class CRMClient:
         try:
             return await self._send(method, url, **kwargs)
         finally:
-            # Whatever happened (answer, error, timeout, cancellation), the CRM has counted
-            # this request by now if ever: the window limiter counts it from here on.
+            # Whatever happened (answer, error, timeout, cancellation), the request left by
+            # now if ever: one never reported written is counted from here.
             self._limiter.answered()
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        request = self._client.build_request(method, url, **kwargs)
+        extensions = {**kwargs.pop("extensions", {}), "trace": self._trace}
+        request = self._client.build_request(method, url, extensions=extensions, **kwargs)
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._client.send(request, stream=True)
@@ -249,6 +250,13 @@ class CRMClient:
             ) from exc
         self._on_response(str(response.status_code))
         return response
+
+    async def _trace(self, name: str, info: dict[str, Any]) -> None:
+        # httpcore's trace: the request's last byte has been written to the socket (after
+        # any connection set-up and however long the loop held it back), so the CRM cannot
+        # count it earlier than now: the window limiter counts it from here.
+        if name.endswith("send_request_body.complete"):
+            self._limiter.sent()
 
     @property
     def base_url(self) -> str:

@@ -78,6 +78,9 @@ class Limiter(Protocol):
     async def acquire(self) -> None:
         """Return when one more request may be sent."""
 
+    def sent(self) -> None:
+        """The request just granted (in this task) is written out: its bytes are on the wire."""
+
     def answered(self) -> None:
         """The request just granted (in this task) is over: answered, failed or cancelled."""
 
@@ -87,6 +90,9 @@ class Limiter(Protocol):
 
 class Unlimited:
     async def acquire(self) -> None:
+        return
+
+    def sent(self) -> None:
         return
 
     def answered(self) -> None:
@@ -128,22 +134,25 @@ class TokenBucket:
                     return
                 await asyncio.sleep((1.0 - self._tokens) / self.rate)
 
-    def answered(self) -> None:
+    def sent(self) -> None:
         return  # even spacing has no window to keep: nothing to re-stamp
+
+    def answered(self) -> None:
+        return
 
     def spent(self) -> None:
         self._tokens, self._stamp = 0.0, self._clock()
 
 
 class _Slot:
-    """One request's place in a window: held from its grant until its answer, then counted
-    from the answer's arrival."""
+    """One request's place in a window: held from its grant until its bytes are all written,
+    then counted from that moment."""
 
     __slots__ = ("flying", "stamp")
 
     def __init__(self, stamp: float, flying: bool = True) -> None:
-        self.stamp = stamp  # grant time, then the time its answer (or failure) came
-        self.flying = flying  # granted, not yet answered: counted as "now"
+        self.stamp = stamp  # grant time, then the time it was written (or failed)
+        self.flying = flying  # granted, not yet written: counted as "now"
 
 
 class SlidingWindow:
@@ -163,22 +172,23 @@ class SlidingWindow:
     gives the unpaced window (a day's budget, as Zoho's credits, where the pace itself would
     be seconds apart).
 
-    **Which moment a request is counted at.** The CRM stamps a request somewhere between the
-    moment its first byte can reach it (no earlier than our grant) and the moment it answers (no
-    later than our :meth:`answered`). Stamping ours at the grant or at the send (the previous
-    design, from httpcore's trace) is not enough: a CRM that reads request *k − limit* late (a
-    busy server, or in the replica harness the fake's own loop running 20–200 ms behind on a
-    loaded machine) stamps it late, so request *k*, sent exactly one window after it, lands
-    inside the CRM's window: 83 of 6,100 requests were "over" that way with send-time stamps and
-    a 2% guard. So a request holds its place in the window from its grant until its answer
-    (counted as "now" while in flight) and is then stamped with the answer's arrival: request
-    *k* leaves at least one window after *k − limit*'s answer, hence at least one window after
-    the CRM's stamp of it, whatever the CRM's or the network's delays. It costs one round trip
-    per window: ``limit`` requests per ``window`` + latency. The guard stays for the clocks:
-    ours and the CRM's need not tick at the same rate, and a CRM may count on coarse timestamps.
-    ``CRMClient`` calls :meth:`answered` when the request is over, whatever its outcome (answer,
-    error, timeout, cancellation); a slot that never hears it (a caller that forgot) stops being
-    held after :data:`MAX_FLIGHT` seconds, so a lost call cannot shrink the window for good.
+    **Which moment a request is counted at.** The CRM counts a request when it arrives, which is
+    after the moment its last byte was written to our socket plus the network's delay. So a
+    request holds its place in the window from its grant (counted as "now") until its bytes are
+    all written, :meth:`sent`, called by ``CRMClient`` from httpcore's trace, and is counted
+    from that moment. Counting from the grant or from when its headers started to leave (the
+    previous design) was too early whenever the request was held back in between: a connection
+    set-up longer than the window even let its slot expire before it left, and a busy loop, a GC
+    pause or a descheduled process between the stamp and the write put two requests less than a
+    window apart on the wire. The guard covers the network: two requests' delays may differ by
+    up to ``guard × window`` (20 ms of a second) and the CRM still never sees more than
+    ``limit``. (Counting from the answer instead would hold against a CRM that counts
+    arbitrarily late, but costs one round trip per window: with a CRM answering in 100 ms, 7 per
+    second delivered 0.887× the limit in bench.replicas, against 0.976-0.995× counting from the
+    write.) A request that fails before its bytes are all written is counted from
+    :meth:`answered`, which ``CRMClient`` calls whatever the outcome; a slot that hears neither
+    (a caller that forgot) stops being held after :data:`MAX_FLIGHT` seconds, so a lost call
+    cannot shrink the window for good.
     """
 
     def __init__(
@@ -202,7 +212,7 @@ class SlidingWindow:
         self._due = clock() - self.burst * self.interval  # GCRA: a fresh limiter may burst
         self._sent: list[_Slot] = []  # every request still counted in the window
         self._slot: ContextVar[_Slot | None] = ContextVar(f"slot{id(self)}", default=None)
-        self._answer = asyncio.Event()  # set by answered(): a flying slot may have landed
+        self._landed = asyncio.Event()  # set when a flying slot lands (sent or answered)
         self._clock = clock
         self._sleep = sleep
         self._turns = _Turns()
@@ -230,9 +240,9 @@ class SlidingWindow:
                 now = self._clock()
                 wait = self._wait(now, first)
                 if wait is None:
-                    self._answer.clear()
+                    self._landed.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._answer.wait(), MAX_FLIGHT)
+                        await asyncio.wait_for(self._landed.wait(), MAX_FLIGHT)
                     continue
                 if wait <= 0:
                     break
@@ -243,15 +253,19 @@ class SlidingWindow:
             self._sent.append(slot)
             self._slot.set(slot)
 
-    def answered(self) -> None:
-        """The request granted last in this task is over (answered, failed or cancelled):
-        it counts from now, the latest moment the CRM can have stamped it."""
+    def sent(self) -> None:
+        """The request granted last in this task is written out: count it from now."""
         slot = self._slot.get()
         if slot is not None:
             slot.stamp = max(slot.stamp, self._clock())
             slot.flying = False
             self._slot.set(None)
-            self._answer.set()
+            self._landed.set()
+
+    def answered(self) -> None:
+        """The request granted last in this task is over (answered, failed or cancelled): if
+        it was never reported :meth:`sent`, count it from now, the latest it can have left."""
+        self.sent()
 
     def spent(self) -> None:
         now = self._clock()

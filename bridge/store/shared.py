@@ -37,8 +37,11 @@ class SharedRate:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def answered(self) -> None:
+    def sent(self) -> None:
         return  # evenly spaced slots: nothing to re-stamp
+
+    def answered(self) -> None:
+        return
 
     def spent(self) -> None:
         return  # the slots live in the database: every process already sees them

@@ -10,9 +10,9 @@ idempotency key: a repeated write is a second call log), each behind a fake that
 - CRM writes made twice are counted per CRM; on ``http`` every repeat carries the first
   write's ``webhook-id`` (droppable by the receiver), so only Pipedrive really has repeats;
 - the CRMs' rate limits: **0 requests over** them, counted by the fakes on arrival across
-  every replica, whatever the load: none right after a handover (a kill of the lead), none
-  from two replicas delivering one CRM, none from the fakes' own loop running late (the
-  window limiter counts a request from its answer, see ``bridge.adapter.ratelimit``);
+  every replica: none right after a handover (a kill of the lead), none from two replicas
+  delivering one CRM, none from a request held back before it left (the window limiter
+  counts a request from its last byte written, see ``bridge.adapter.ratelimit``);
 - failover: after each kill of the replica delivering a CRM (its lead, read from the
   replica's log) while deliveries were flowing, the CRM hears from another replica within
   one lease.
@@ -214,13 +214,16 @@ async def _open_jobs(postgres_url: str) -> int:
 
 
 # --- the fake CRMs, in a process of their own ------------------------------------------------
-# In the test's process (which also posts the webhooks and restarts replicas) a request's
-# arrival was stamped 20-50 ms late whenever that process was busy or descheduled on the
-# loaded machine (measured: 6 of 7 "over the limit" answers came while the fakes' loop ran
-# over 20 ms late), more than the limiter's 2 % guard, so requests that left within the limit
-# were counted over it. A process of their own, niced up where allowed, stamps arrivals on
-# time; the test reads what they saw from ``/state``. CLOCK_MONOTONIC is system-wide, so
-# their stamps compare with the test's kill times.
+# A CRM counts a request when it arrives, on a machine of its own. Here the fakes share two
+# cores with three replicas, PostgreSQL and the test: in the test's process a request's
+# arrival was stamped 20-50 ms late whenever that process was busy or descheduled, and in a
+# process of their own at nice -10 their loop still ran up to 200 ms late on the loaded
+# machine, stamping 83 of 6,100 requests "over" a limit they were sent within (more than the
+# limiter's 2 % guard for network jitter). So the fakes run in a process of their own with a
+# real-time priority (SCHED_FIFO) where allowed, nice -10 otherwise: the kernel then runs
+# them as soon as a request arrives, as a remote CRM's own machine would, and the lateness
+# they still have is measured (``crm_loop_late_ms``). The test reads what they saw from
+# ``/state``. CLOCK_MONOTONIC is system-wide, so their stamps compare with the kill times.
 
 
 def crm_main() -> None:
@@ -229,8 +232,11 @@ def crm_main() -> None:
 
 
 async def _crm_main() -> None:
-    with contextlib.suppress(OSError):  # ahead of the machine's other work, where allowed
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    try:  # ahead of the machine's other work (see above); the fakes use little CPU
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except (OSError, AttributeError):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, -10)
     for quiet in ("httpx", "aiohttp.access"):
         logging.getLogger(quiet).disabled = True
     crms: dict[str, FakeCRM] = {
@@ -424,10 +430,9 @@ async def test_three_replicas_under_kill_9_lose_nothing(tmp_path: Path, postgres
             # A handover must not add the new lead's window to the old one's (the bug this
             # harness found: fixed by ratelimit.spend_all).
             assert row["over_within_2s_of_a_lead_kill"] == 0, f"{name}: burst after a handover"
-            # Two replicas delivering one CRM at once would send ~2x the limit. And with
-            # requests counted from when they left, the fakes' loop running 20-200 ms late
-            # (crm_loop_late_ms) stamped ~1.4 % of them over it (83 of 6,100): a request is
-            # now counted from its answer, which no CRM can have stamped it after.
+            # Two replicas delivering one CRM at once would send ~2x the limit; a request
+            # held back between its grant and its write (counted from the grant) or a fake
+            # stamping arrivals late (its loop starved) showed as a few over it.
             assert row["over"] == 0, f"{name}: {row['over']} requests over the CRM's limit"
             assert row["most_in_a_second"] <= CRM_LIMIT, f"{name}: over the limit"
         assert repeats_keyed is True
