@@ -54,7 +54,9 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
 
 def test_redact_url_masks_every_password_and_survives_a_broken_url() -> None:
     url = "postgresql://u:p%40ss@db:5432/x?sslmode=require&password=Sekr3t&search_path=a"
-    assert redact_url(url) == "postgresql://u:***@db:5432/x?sslmode=require&password=***&search_path=a"
+    assert (
+        redact_url(url) == "postgresql://u:***@db:5432/x?sslmode=require&password=***&search_path=a"
+    )
     assert set(url_passwords(url)) == {"p%40ss", "p@ss", "Sekr3t"}
     assert redact_url("postgresql://u:pw@[::1/db") == "(the URL, unparsable)"
     assert redact_url("postgres://bridge@db/bridge") == "postgres://bridge@db/bridge"
@@ -147,7 +149,9 @@ def test_an_outage_logs_asyncpgs_retries_as_one_line_each() -> None:
         record.exc_info = sys.exc_info()
     assert _CauseNotTraceback().filter(record)
     assert record.exc_info is None
-    assert record.getMessage() == "retrying: ConnectionRefusedError: [Errno 111] Connect call failed"
+    assert (
+        record.getMessage() == "retrying: ConnectionRefusedError: [Errno 111] Connect call failed"
+    )
     installed = logging.getLogger("asyncpg.pool").filters
     assert any(isinstance(f, _CauseNotTraceback) for f in installed)
 
