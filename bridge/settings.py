@@ -34,6 +34,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
 
+from bridge.store.ports import url_schema
+
 ENV_PREFIX = "PBX_BRIDGE_"
 CONFIG_ENV = "PBX_BRIDGE_CONFIG"
 MIN_TOKEN_LENGTH = 16
@@ -179,6 +181,7 @@ class StorageSettings(_Table):
             raise ValueError(
                 f"not a valid URL ({exc}); the form is postgresql://user:password@host:5432/db"
             ) from None
+        url_schema(url)  # ValueError: search_path names more than one plain schema
         return v
 
 

@@ -15,13 +15,14 @@ The contract suite (``tests/store/``) runs every method over both backends.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from bridge.adapter.locks import ProcessLocks
@@ -65,6 +66,18 @@ def redact_url(url: str) -> str:
         for piece in parts.query.split("&")
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def url_schema(url: str) -> str:
+    """The schema a PostgreSQL URL's ``search_path`` names (default ``public``); ValueError
+    when it is not one plain name (the bridge's locks and channel are named after it)."""
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "search_path"), "public")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+        raise ValueError(
+            f"search_path {schema!r} is not one plain schema name (letters, digits, _)"
+        )
+    return schema
 
 
 def url_passwords(url: str) -> list[str]:

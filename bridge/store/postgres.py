@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,7 +40,7 @@ from bridge.store import migrations
 from bridge.store.db import PROBE_PAYLOAD
 from bridge.store.events import IncomingEvent, Stored
 from bridge.store.outbox import CLOCK_SLACK, MAX_DUE_AHEAD, Job
-from bridge.store.ports import PlannedJobs, Storage, StorageError, redact_url
+from bridge.store.ports import PlannedJobs, Storage, StorageError, redact_url, url_schema
 from bridge.store.state import call_key
 from bridge.store.tables import (
     AHEAD,
@@ -71,11 +70,12 @@ _DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.Interface
 
 def split_url(url: str) -> tuple[str, str]:
     """(the DSN asyncpg connects to, the schema named by ``search_path``, default public)."""
+    try:
+        schema = url_schema(url)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from None
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "search_path"), "public")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
-        raise StorageError(f"[storage] url: search_path {schema!r} is not a plain schema name")
     rest = urlencode([(k, v) for k, v in query if k != "search_path"])
     return urlunsplit(parts._replace(query=rest)), schema
 

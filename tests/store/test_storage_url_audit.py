@@ -82,6 +82,7 @@ BAD_URLS = [
     ("postgresql://u:{pw}@127.0.0.1:99999/db", "not a valid URL"),
     ("postgresql://u:{pw}@[::1/db", "not a valid URL"),
     ("mysql://u:{pw}@127.0.0.1/db", "must be a postgresql:// URL"),
+    ("postgresql://u:{pw}@127.0.0.1/db?search_path=a-b", "not one plain schema name"),
     ("postgresql://u:{pw}@127.0.0.1:5432/db?sslmode=bogus", "sslmode"),
     ("postgresql://u:{pw}@127.0.0.1:{dead}/db", "cannot reach PostgreSQL"),
 ]
