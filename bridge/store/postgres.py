@@ -154,7 +154,10 @@ class PostgresStorage(Storage):
                 server_settings={"search_path": schema, "application_name": "pbx-bridge"},
             )
         except _DOWN as exc:
-            raise StorageError(f"cannot reach PostgreSQL at {shown}: {exc}") from exc
+            why = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):  # a host that takes the connection, never answers
+                why = f"no answer within {CONNECT_TIMEOUT:g} s"
+            raise StorageError(f"cannot reach PostgreSQL at {shown}: {why}") from exc
         except ValueError as exc:  # asyncpg's own DSN checks: a bad sslmode, port…
             raise StorageError(f"PostgreSQL at {shown}: {exc}") from exc
         storage = cls(pool, shown, dsn, schema, **kw)

@@ -99,6 +99,21 @@ def test_a_bad_url_is_one_line_naming_the_key(url, said, capsys, monkeypatch) ->
     assert len(lines) <= 2, err  # "invalid settings in the environment:" + the key's line
 
 
+async def test_a_server_that_never_answers_is_named_with_the_wait(capsys, monkeypatch) -> None:
+    from bridge.store import postgres
+
+    hole = await asyncio.start_server(lambda r, w: asyncio.sleep(30), "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setenv("PBX_BRIDGE_STORAGE__URL", f"postgresql://u:{PASSWORD}@127.0.0.1:{port}/db")
+    try:
+        assert await asyncio.to_thread(main, ["migrate"]) == 2
+    finally:
+        hole.close()
+    err = capsys.readouterr().err
+    assert "storage.url: cannot reach PostgreSQL at" in err and "no answer within 0.3 s" in err
+
+
 def test_serve_on_an_unparsable_url_exits_without_a_traceback(tmp_path) -> None:
     env = {"PBX_BRIDGE_STORAGE__URL": f"postgresql://u:{PASSWORD}@127.0.0.1:notaport/db"}
     run = cli("serve", env=env, cwd=tmp_path)
