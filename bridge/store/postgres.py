@@ -211,7 +211,19 @@ class PostgresStorage(Storage):
         """Apply pending migrations under a transaction-scoped advisory lock."""
         async with self._tx() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(self.schema, "migrate"))
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            # Only when missing: CREATE SCHEMA needs CREATE on the database even with IF NOT
+            # EXISTS, which a bridge user owning just its schema (public) does not have.
+            if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", self.schema
+            ):
+                try:
+                    await conn.execute(f'CREATE SCHEMA "{self.schema}"')
+                except asyncpg.InsufficientPrivilegeError as exc:
+                    raise StorageError(
+                        f"schema {self.schema} does not exist and this user may not create it"
+                        f" ({exc}): create it for the bridge's user (CREATE SCHEMA"
+                        f" {self.schema} AUTHORIZATION <user>), or grant CREATE on the database"
+                    ) from exc
             version = 0
             if await conn.fetchval("SELECT to_regclass('meta')") is not None:
                 value = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema_version'")

@@ -200,3 +200,32 @@ async def test_a_second_serve_through_a_symlink_to_the_file_is_refused(tmp_path)
     finally:
         await second.close()
         await first.close()
+
+
+async def test_a_user_who_owns_only_its_schema_can_run_the_bridge(postgres_url) -> None:
+    """A managed PostgreSQL's usual grant: the bridge's user may create tables in its schema,
+    not schemas in the database (CREATE SCHEMA IF NOT EXISTS needs that even when it exists)."""
+    from bridge.settings import StorageSettings
+    from bridge.store import StorageError, open_storage
+    from tests.postgres import connect_or_skip
+
+    parts = urlsplit(postgres_url)
+    schema = parts.query.rsplit("search_path=", 1)[1]
+    role = f"pbx_lp_{schema}"
+    admin = await connect_or_skip()
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    await admin.execute(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{role}"')
+    as_role = urlunsplit(parts._replace(netloc=f"{role}:pw@{parts.netloc.rpartition('@')[2]}"))
+    try:
+        storage = await open_storage(StorageSettings(url=as_role))
+        try:
+            assert storage.migrated[1] > 0 and await storage.schema_version() == storage.migrated[1]
+        finally:
+            await storage.close()
+        elsewhere = as_role.replace(f"search_path={schema}", f"search_path={schema}_x")
+        with pytest.raises(StorageError, match=r"may not create it.*AUTHORIZATION"):
+            await open_storage(StorageSettings(url=elsewhere))
+    finally:
+        await admin.execute(f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()
