@@ -701,6 +701,8 @@ class PostgresStorage(Storage):
     async def try_lead(self, name: str) -> bool:
         loop = asyncio.get_running_loop()
         async with self._lead_lock:
+            if self._closed:  # a task still running after close must not reconnect and lead
+                return False
             try:
                 conn = await self._lead_connection()
                 if name in self._leads:

@@ -203,3 +203,13 @@ async def test_two_replicas_create_one_contact_for_a_new_caller(
     finally:
         await storage.close()
     assert CREATED == ["+79221234567"]
+
+
+async def test_a_closed_replica_never_takes_a_lead_again(replicas) -> None:
+    """A task still running after its storage closed (shutdown order) must not open a new
+    lock connection and take the lead back from the replica that should have it."""
+    a, b = await replicas("replica-a"), await replicas("replica-b")
+    assert await a.try_lead("onlinepbx-sweep")
+    await a.close()
+    assert not await a.try_lead("onlinepbx-sweep")
+    assert await b.try_lead("onlinepbx-sweep")
