@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from bridge.keys import CLOCK, DB, LINKS, PBX_API, RECORDINGS, SETTINGS, WRITER
+from bridge.keys import CLOCK, DB, DELIVERY, LINKS, PBX_API, PLANNER, RECORDINGS, SETTINGS, WRITER
 from bridge.onlinepbx.client import OnlinePBX
 from bridge.onlinepbx.links import RecordingLinks, signing_key
-from bridge.onlinepbx.reconcile import Reconciler, sweep_forever
+from bridge.onlinepbx.reconcile import Reconciler, RecoveryWriter, sweep_forever
 from bridge.onlinepbx.recordings import Recordings
 from bridge.redact import REDACTOR
 from bridge.settings import Settings
@@ -75,13 +75,21 @@ async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
         await api.aclose()
 
 
+def app_reconciler(app: web.Application) -> Reconciler:
+    """The server's reconciler: recovered calls that rang through the bridge share the
+    webhooks' writer (and group commit); the others get post-call jobs only."""
+    db, clock = app[DB], app[CLOCK]
+    writer = RecoveryWriter(db, app[PLANNER], app[DELIVERY].wake, clock, seen=app[WRITER])
+    return Reconciler(app[PBX_API], writer, db, clock)
+
+
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     pbx = app[SETTINGS].onlinepbx
     api = app.get(PBX_API)
     if api is None or pbx.sweep_interval_minutes == 0:
         yield
         return
-    reconciler = Reconciler(api, app[WRITER], app[DB], app[CLOCK])
+    reconciler = app_reconciler(app)
     task = asyncio.create_task(
         sweep_forever(reconciler, pbx.sweep_interval_minutes * 60, pbx.sweep_lookback_hours * 3600)
     )
