@@ -91,9 +91,11 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
     app[PLANNER] = job_planner(adapters)
     app[WRITER] = EventWriter(db, app[PLANNER], delivery.wake, app[CLOCK])
     db.listen(delivery.wake)  # jobs another replica stored (PostgreSQL's LISTEN/NOTIFY)
-    await delivery.start()
-    log.info("delivery started", adapters=[a.name for a in adapters])
     try:
+        # Inside the try: a start that fails (an adapter's setup) still closes the adapters;
+        # aiohttp unwinds only the steps that started.
+        await delivery.start()
+        log.info("delivery started", adapters=[a.name for a in adapters])
         yield
     finally:
         await delivery.stop(settings.server.shutdown_grace_seconds)

@@ -61,13 +61,13 @@ async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     api = OnlinePBX(settings.onlinepbx, db)
     app[PBX_API] = api
-    links = await recording_links(db, settings)
     recordings = None
-    if links is not None:
-        app[LINKS] = links
-        recordings = Recordings(links, api, settings.onlinepbx.recording_mode, app[CLOCK])
-        app[RECORDINGS] = recordings
-    try:
+    try:  # from here: a failed start (the signing key not stored) still closes the client
+        links = await recording_links(db, settings)
+        if links is not None:
+            app[LINKS] = links
+            recordings = Recordings(links, api, settings.onlinepbx.recording_mode, app[CLOCK])
+            app[RECORDINGS] = recordings
         yield
     finally:
         if recordings is not None:
