@@ -155,6 +155,8 @@ class PostgresStorage(Storage):
             )
         except _DOWN as exc:
             raise StorageError(f"cannot reach PostgreSQL at {shown}: {exc}") from exc
+        except ValueError as exc:  # asyncpg's own DSN checks: a bad sslmode, port…
+            raise StorageError(f"PostgreSQL at {shown}: {exc}") from exc
         storage = cls(pool, shown, dsn, schema, **kw)
         try:
             storage.migrated = await storage.migrate()
