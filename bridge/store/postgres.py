@@ -371,8 +371,7 @@ class PostgresStorage(Storage):
         # with 3,000 pending, seen stalling the replica harness); alone it runs them once.
         ahead = AHEAD.format(adapter="$1", ahead="$2", slack="$3", lane=LANES[lane])
         early = [
-            r[0]
-            for r in await conn.fetch(ahead, adapter, now + MAX_DUE_AHEAD, now + CLOCK_SLACK)
+            r[0] for r in await conn.fetch(ahead, adapter, now + MAX_DUE_AHEAD, now + CLOCK_SLACK)
         ]
         taken: list[Job] = []
         steps: list[tuple[str, tuple[Any, ...]]] = [("j.due_at <= $2", ())]
