@@ -23,6 +23,7 @@ from bridge.keys import (
     INTAKE,
     LINKS,
     METRICS,
+    PLANNER,
     SETTINGS,
     TOKEN,
     TOKEN_NEW,
@@ -87,11 +88,14 @@ async def _delivery(app: web.Application) -> AsyncIterator[None]:
         adapters, settings, db, app[METRICS], app[CLOCK], links=app.get(LINKS)
     )
     app[DELIVERY] = delivery
-    app[WRITER] = EventWriter(db, job_planner(adapters), delivery.wake, app[CLOCK])
+    app[PLANNER] = job_planner(adapters)
+    app[WRITER] = EventWriter(db, app[PLANNER], delivery.wake, app[CLOCK])
     db.listen(delivery.wake)  # jobs another replica stored (PostgreSQL's LISTEN/NOTIFY)
-    await delivery.start()
-    log.info("delivery started", adapters=[a.name for a in adapters])
     try:
+        # Inside the try: a start that fails (an adapter's setup) still closes the adapters;
+        # aiohttp unwinds only the steps that started.
+        await delivery.start()
+        log.info("delivery started", adapters=[a.name for a in adapters])
         yield
     finally:
         await delivery.stop(settings.server.shutdown_grace_seconds)

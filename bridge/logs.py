@@ -61,6 +61,23 @@ _STAMPED_AND_MASKED = (
 )
 
 
+class _CauseNotTraceback(logging.Filter):
+    """asyncpg's pool retries its connection floor every second while PostgreSQL is away,
+    each time a warning with the whole traceback: keep the one line, with the cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.levelno < logging.ERROR:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_ONE_LINE = _CauseNotTraceback()
+logging.getLogger("asyncpg.pool").addFilter(_ONE_LINE)
+
+
 def _route_stdlib_logging(level: str, renderer: Any) -> None:
     """The root logger's one handler renders through structlog, secrets masked."""
     global _STDLIB_HANDLER

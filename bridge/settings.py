@@ -18,6 +18,7 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -32,6 +33,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
+
+from bridge.store.ports import url_schema
 
 ENV_PREFIX = "PBX_BRIDGE_"
 CONFIG_ENV = "PBX_BRIDGE_CONFIG"
@@ -164,8 +167,21 @@ class StorageSettings(_Table):
     @field_validator("url")
     @classmethod
     def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not v.get_secret_value().startswith(("postgresql://", "postgres://")):
+        if v is None:
+            return v
+        url = v.get_secret_value()
+        if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL (unset it to use the SQLite `path`)")
+        # What asyncpg would only refuse at the first connection, with a traceback (the
+        # messages quote the port, never the password).
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - a property that raises on "host:notaport" or 99999
+        except ValueError as exc:
+            raise ValueError(
+                f"not a valid URL ({exc}); the form is postgresql://user:password@host:5432/db"
+            ) from None
+        url_schema(url)  # ValueError: search_path names more than one plain schema
         return v
 
 

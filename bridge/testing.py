@@ -83,11 +83,21 @@ class AdapterHarness:
         settings["schedule"] = plain_schedule(settings.get("schedule"))
         settings.setdefault("storage", {"path": tmp_path / f"{name}.db"})
         s = Settings(adapters={name: table}, **settings)
+        adapters = configured(s.adapters)  # a refused table: before anything is opened
         db = await open_storage(s.storage)
-        adapters = configured(s.adapters)
-        delivery = Delivery.build(adapters, s, db, Metrics(), clock)
-        for adapter in delivery.adapters:
-            await adapter.setup()
+        try:
+            delivery = Delivery.build(adapters, s, db, Metrics(), clock)
+            try:
+                for adapter in delivery.adapters:
+                    await adapter.setup()
+            except BaseException:
+                await delivery.stop(0)
+                raise
+        except BaseException:
+            # Nobody gets a harness to close: left open, the database's aiosqlite thread
+            # outlived the test's event loop ("Event loop is closed" in a later test).
+            await db.close()
+            raise
         writer = EventWriter(db, job_planner(adapters), clock=clock)
         return cls(db, delivery, writer, Outbox(db, clock), name)
 

@@ -392,8 +392,9 @@ async def test_backfill_says_how_many_tasks_and_logs_only_creates_none(
     assert "tasks to be created: 0" in out.out and "queued: 3" in out.out
     assert "become tasks" not in out.err
     jobs = await rows(make_settings(), "SELECT action FROM jobs")
-    # every backfilled call also gets local's `over` (live actions on by default): no task
-    assert sorted(jobs) == [("log_call",), ("over",), ("over",), ("over",)]
+    # no task, and no live job: a backfilled call never rang through the bridge, so local's
+    # `over` (live actions on by default) would only be skipped ("no card was shown")
+    assert jobs == [("log_call",)]
 
 
 async def test_backfill_without_logs_only_warns_before_creating_tasks(
@@ -410,7 +411,7 @@ async def test_backfill_without_logs_only_warns_before_creating_tasks(
     assert "missed calls in this range become tasks in local" in out.err
     assert "--logs-only skips them" in out.err and "tasks to be created: 1" in out.out
     jobs = await rows(make_settings(), "SELECT action FROM jobs")
-    assert sorted(jobs) == [("create_task",), ("over",)]  # + local's `over` (live on)
+    assert jobs == [("create_task",)]  # no `over`: the call never rang through the bridge
 
 
 def test_send_sample_never_logs_the_webhook_token(tmp_path):

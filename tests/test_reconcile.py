@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from bridge.keys import DB
 from bridge.onlinepbx import commands
 from bridge.onlinepbx.backfill import windows
 from bridge.onlinepbx.history import as_webhook
-from bridge.onlinepbx.reconcile import Reconciler
+from bridge.onlinepbx.reconcile import Tally
+from bridge.onlinepbx.service import app_reconciler
 from bridge.samples import sample
+from bridge.store import Outbox
 from bridge.store.sqlite import SQLiteStorage
 from tests.conftest import WEBHOOK, rows
 from tests.fakes.onlinepbx import call_record
@@ -45,11 +52,8 @@ def test_backfill_windows_cover_the_range_without_overlap():
 # --- the sweep -----------------------------------------------------------------------------
 
 
-async def recover_now(app) -> object:
-    from bridge.keys import CLOCK, DB, PBX_API, WRITER
-
-    reconciler = Reconciler(app[PBX_API], app[WRITER], app[DB], app[CLOCK])
-    return await reconciler.sweep(3 * 3600)
+async def recover_now(app) -> Tally:
+    return await app_reconciler(app).sweep(3 * 3600)
 
 
 async def test_sweep_recovers_a_call_whose_webhook_never_came(
@@ -77,6 +81,55 @@ async def test_sweep_recovers_a_call_whose_webhook_never_came(
     assert events == [("lost-answered", "call_end", 1), ("lost-missed", "call_missed", 1)]
     again = await recover_now(client.app)
     assert (again.known, again.queued) == (2, 0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_table(request: Any, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "postgresql":
+        return {"url": request.getfixturevalue("postgres_url")}
+    return {"path": str(tmp_path / "bridge.db")}
+
+
+async def test_a_recovered_call_gets_a_live_job_only_if_it_rang_through_the_bridge(
+    pbx, pbx_settings, pbx_clock, start_bridge, storage_table
+):
+    # local has live actions, on by default. A call the bridge never heard of never showed a
+    # card: an `over` for it could only be skipped ("no card was shown"), so it gets none. A
+    # call whose ring came (only its end was lost) keeps its `over`: it ends the call in
+    # progress that the ring left in `calls --live`.
+    now = int(pbx_clock())
+    pbx.calls += [
+        call_record("unseen-answered", now - 900, extension="101"),
+        call_record("unseen-missed", now - 600, kind="missed", talk=0),
+        call_record("rang", now - 300, extension="101"),
+    ]
+    settings = pbx_settings(adapters={}, storage=storage_table)
+    client = await start_bridge(settings, clock=pbx_clock)
+    db = client.app[DB]
+    ring = {**sample("call_user_start", uuid="rang", now=now - 300), "domain": pbx.domain}
+    assert (await client.post(WEBHOOK, data=ring)).status == 200
+
+    async def rung():
+        return await db.local_live_list(10, None) or None
+
+    await wait_for(rung)
+    assert (await recover_now(client.app)).queued == 3
+
+    async def booked():
+        jobs = await Outbox(db).list(limit=20)
+        return jobs if all(j.status == "done" for j in jobs) else None
+
+    jobs = await wait_for(booked)
+    recovered = sorted((j.uuid, j.action) for j in jobs if j.recovered)
+    assert recovered == [
+        ("rang", "log_call"),
+        ("rang", "over"),
+        ("unseen-answered", "log_call"),
+        ("unseen-missed", "create_task"),
+    ]
+    assert not [j.result for j in jobs if (j.result or "").startswith("skipped")]
+    (over,) = [j for j in jobs if j.action == "over"]
+    assert over.result == "live:ended" and await db.local_live_list(10, None) == []
 
 
 async def test_sweep_then_late_webhook_make_one_crm_call(

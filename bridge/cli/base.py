@@ -210,7 +210,8 @@ async def open_database(settings: Settings, *, create: bool) -> Storage:
         if settings.storage.url is None and isinstance(cause, _DB_ERRORS):
             raise CommandError(database_problem(settings, cause), 2) from exc
         # An unreachable server, a schema from a newer release: already in words.
-        raise CommandError(f"storage: {exc}", 2) from exc
+        key = "storage.url" if settings.storage.url is not None else "storage"
+        raise CommandError(f"{key}: {exc}", 2) from exc
 
 
 async def with_db(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import structlog
 
@@ -57,6 +57,14 @@ def job_planner(adapters: list[ConfiguredAdapter]) -> Callable[[str], list[tuple
             if action in a.settings.events and supports(a.cls, action)
         ]
     return lambda event: plans.get(event.partition(":")[0], [])
+
+
+def without(
+    planner: Callable[[str], list[tuple[str, str]]], actions: Collection[str]
+) -> Callable[[str], list[tuple[str, str]]]:
+    """The same plan minus ``actions``: backfill's ``--logs-only`` (no create_task), and a
+    recovered call the bridge never saw ring (no live action, see ``onlinepbx.reconcile``)."""
+    return lambda event: [(a, action) for a, action in planner(event) if action not in actions]
 
 
 def build_adapter(

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,16 +13,15 @@ from tqdm import tqdm
 
 from bridge.adapter import CREATE_TASK
 from bridge.call import CALL_MISSED
-from bridge.deliver.service import job_planner
+from bridge.deliver.service import job_planner, without
 from bridge.onlinepbx.backfill import Backfill, Window
 from bridge.onlinepbx.client import ApiError, OnlinePBX
-from bridge.onlinepbx.reconcile import Reconciler, Tally
+from bridge.onlinepbx.reconcile import Reconciler, RecoveryWriter, Tally
 from bridge.onlinepbx.service import setup_problems
 from bridge.redact import REDACTOR
 from bridge.registry import configured
 from bridge.settings import Settings
 from bridge.store import Storage
-from bridge.store.events import EventWriter
 
 NOT_CONFIGURED = "set [onlinepbx] domain and api_key to use the onlinePBX API"
 
@@ -94,7 +92,7 @@ async def backfill(settings: Settings, db: Storage, args: argparse.Namespace) ->
         return 2
     planner = job_planner(configured(settings.adapters))
     if getattr(args, "logs_only", False):
-        planner = _without_tasks(planner)
+        planner = without(planner, {CREATE_TASK})
     task_adapters = [name for name, action in planner(CALL_MISSED) if action == CREATE_TASK]
     if task_adapters and not args.dry_run:
         print(
@@ -105,7 +103,7 @@ async def backfill(settings: Settings, db: Storage, args: argparse.Namespace) ->
     api = OnlinePBX(pbx, db)
     writer = None
     if not args.dry_run:
-        writer = EventWriter(db, planner)
+        writer = RecoveryWriter(db, planner)
     job = Backfill(
         Reconciler(api, writer, db),
         db,
@@ -141,13 +139,6 @@ async def backfill(settings: Settings, db: Storage, args: argparse.Namespace) ->
         await api.aclose()
     _summary(total, args.dry_run, len(task_adapters))
     return 0
-
-
-def _without_tasks(
-    planner: Callable[[str], list[tuple[str, str]]],
-) -> Callable[[str], list[tuple[str, str]]]:
-    """``--logs-only``: the same plan without any create_task job."""
-    return lambda event: [(a, action) for a, action in planner(event) if action != CREATE_TASK]
 
 
 def _summary(total: Tally, dry_run: bool, task_adapters: int) -> None:

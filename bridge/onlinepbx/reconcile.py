@@ -4,6 +4,9 @@ A recovered call goes through the same :meth:`EventWriter.submit` as a webhook, 
 ``recovered``; the ``(domain, uuid, event)`` dedup makes a webhook that turns up later (or a
 second sweep) harmless. The periodic sweep covers the last few hours; ``pbx-bridge backfill``
 (:mod:`bridge.onlinepbx.backfill`) walks a past range with the same :class:`Reconciler`.
+
+A recovered call causes its post-call jobs, and a live ``over`` only when the bridge saw the
+call ring (:class:`RecoveryWriter`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from dataclasses import dataclass
 
 import structlog
 
+from bridge.adapter.contract import LIVE_ACTIONS
 from bridge.call import CALL_END, CALL_MISSED
+from bridge.deliver.service import without
 from bridge.onlinepbx.client import ApiError, OnlinePBX
 from bridge.onlinepbx.history import LOCAL, as_webhook, direction, finished
-from bridge.store import EventWriter, IncomingEvent, Storage
+from bridge.store import EventWriter, IncomingEvent, Storage, Stored
+from bridge.store.events import JobPlanner
 
 log = structlog.get_logger("bridge.reconcile")
 SWEEP_LEAD = "onlinepbx-sweep"
@@ -40,11 +46,45 @@ class Tally:
         self.missed += other.missed
 
 
+class RecoveryWriter:
+    """Submits recovered events with the jobs they call for.
+
+    A call the bridge has no event of never rang live through it: no card was shown, so its
+    recovered ``call_end``/``call_missed`` gets only the post-call jobs (``log_call``,
+    ``create_task``). Planned as for a webhook, it also got an ``over`` for every adapter with
+    live actions (``local`` included, by default), which could only end "skipped: no card was
+    shown": noise in the outbox, the console and the metrics, and a claim for nothing. A call
+    whose ring or answer did arrive (only its end webhook was lost) keeps the full plan: its
+    ``over`` closes the card those showed, or the ``local`` adapter's call in progress.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        plan_jobs: JobPlanner,
+        on_jobs: Callable[[set[str]], None] = lambda adapters: None,
+        clock: Callable[[], float] = time.time,
+        *,
+        seen: EventWriter | None = None,
+    ) -> None:
+        """``seen``: the writer with the full plan, if one exists (the server's, shared with
+        webhooks); else one is made from ``plan_jobs``."""
+        self._storage = storage
+        self._seen = seen or EventWriter(storage, plan_jobs, on_jobs, clock)
+        self._unseen = EventWriter(storage, without(plan_jobs, LIVE_ACTIONS), on_jobs, clock)
+
+    async def submit(self, event: IncomingEvent) -> Stored:
+        # Any stored event of the call came live (a ring, an answer): a call is recovered only
+        # while its end is missing (Reconciler._known), and the recovered event is that end.
+        rang = await self._storage.call_events(event.domain, event.uuid)
+        return await (self._seen if rang else self._unseen).submit(event)
+
+
 class Reconciler:
     def __init__(
         self,
         api: OnlinePBX,
-        writer: EventWriter | None,
+        writer: RecoveryWriter | None,
         storage: Storage,
         clock: Callable[[], float] = time.time,
     ) -> None:

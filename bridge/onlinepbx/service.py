@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from bridge.keys import CLOCK, DB, LINKS, PBX_API, RECORDINGS, SETTINGS, WRITER
+from bridge.keys import CLOCK, DB, DELIVERY, LINKS, PBX_API, PLANNER, RECORDINGS, SETTINGS, WRITER
 from bridge.onlinepbx.client import OnlinePBX
 from bridge.onlinepbx.links import RecordingLinks, signing_key
-from bridge.onlinepbx.reconcile import Reconciler, sweep_forever
+from bridge.onlinepbx.reconcile import Reconciler, RecoveryWriter, sweep_forever
 from bridge.onlinepbx.recordings import Recordings
 from bridge.redact import REDACTOR
 from bridge.settings import Settings
@@ -61,18 +61,26 @@ async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     api = OnlinePBX(settings.onlinepbx, db)
     app[PBX_API] = api
-    links = await recording_links(db, settings)
     recordings = None
-    if links is not None:
-        app[LINKS] = links
-        recordings = Recordings(links, api, settings.onlinepbx.recording_mode, app[CLOCK])
-        app[RECORDINGS] = recordings
-    try:
+    try:  # from here: a failed start (the signing key not stored) still closes the client
+        links = await recording_links(db, settings)
+        if links is not None:
+            app[LINKS] = links
+            recordings = Recordings(links, api, settings.onlinepbx.recording_mode, app[CLOCK])
+            app[RECORDINGS] = recordings
         yield
     finally:
         if recordings is not None:
             await recordings.aclose()
         await api.aclose()
+
+
+def app_reconciler(app: web.Application) -> Reconciler:
+    """The server's reconciler: recovered calls that rang through the bridge share the
+    webhooks' writer (and group commit); the others get post-call jobs only."""
+    db, clock = app[DB], app[CLOCK]
+    writer = RecoveryWriter(db, app[PLANNER], app[DELIVERY].wake, clock, seen=app[WRITER])
+    return Reconciler(app[PBX_API], writer, db, clock)
 
 
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -81,7 +89,7 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     if api is None or pbx.sweep_interval_minutes == 0:
         yield
         return
-    reconciler = Reconciler(api, app[WRITER], app[DB], app[CLOCK])
+    reconciler = app_reconciler(app)
     task = asyncio.create_task(
         sweep_forever(reconciler, pbx.sweep_interval_minutes * 60, pbx.sweep_lookback_hours * 3600)
     )

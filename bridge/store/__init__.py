@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.redact import REDACTOR
 from bridge.store.events import EventWriter, IncomingEvent, Stored
 from bridge.store.outbox import DEAD, DONE, PENDING, RUNNING, STATUSES, Job, Outbox
-from bridge.store.ports import Storage, StorageBusy, StorageError
+from bridge.store.ports import Storage, StorageBusy, StorageError, url_passwords
 from bridge.store.retention import Pruner, prune
 from bridge.store.state import AdapterState, CallState, LocalRecords
 
@@ -49,9 +50,9 @@ async def open_storage(settings: Any, **kw: Any) -> Storage:
     if settings.url is not None:
         from bridge.store.postgres import PostgresStorage  # asyncpg only when it is used
 
-        return await PostgresStorage.open(
-            settings.url.get_secret_value(), lease_seconds=settings.lease_seconds, **kw
-        )
+        url = settings.url.get_secret_value()
+        REDACTOR.add(*url_passwords(url))  # a library's log line quoting the DSN is masked too
+        return await PostgresStorage.open(url, lease_seconds=settings.lease_seconds, **kw)
     from bridge.store.sqlite import SQLiteStorage
 
     try:

@@ -222,12 +222,18 @@ class Database:
         await self.run(in_transaction(lambda c: c.executemany(sql, rows)))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One hop: the statement runs to its end (and is reset) in a single call on the
+        # reader's thread. As three hops (execute, fetch, close) it stayed active between
+        # them, and an active statement keeps the connection's read transaction, i.e. its WAL
+        # snapshot, open: the reads of other tasks queued in between (every task shares this
+        # connection) saw that older snapshot, not what the writer had committed since (a
+        # value just written read back as None: the console's first login on a big file).
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        """The first row (every caller asks for one row: a key, ``LIMIT 1`` or a count)."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def ping_write(self, now: float) -> None:
         """Prove a commit reaches the disk now (for /readyz): write a heartbeat row."""
@@ -261,9 +267,9 @@ class Database:
     async def set_meta_if_absent(self, key: str, value: str) -> str:
         """Store ``value`` unless the key exists; return what is stored."""
 
-        # Written and read back in one transaction on the writer: the reader connection may
-        # still hold an older snapshot (a statement of another task not yet reset), and then
-        # it would not see the row just written (seen as a None at the first console login).
+        # Written and read back in one transaction on the writer: one hop, and atomic. (Reads
+        # through the reader connection see every commit since fetchall/fetchone run in one
+        # hop; before that, a read left open by another task made this read back None.)
         def put(conn: sqlite3.Connection) -> str:
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]

@@ -15,13 +15,14 @@ The contract suite (``tests/store/``) runs every method over both backends.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from bridge.adapter.locks import ProcessLocks
@@ -49,12 +50,49 @@ def process_owner() -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL without its password: the user info's, and a ``password`` query parameter
+    (libpq and asyncpg take either)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # an unparsable URL: nothing of it is safe to show
+        return "(the URL, unparsable)"
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        f"{piece.partition('=')[0]}=***" if _is_password(piece) else piece
+        for piece in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def url_schema(url: str) -> str:
+    """The schema a PostgreSQL URL's ``search_path`` names (default ``public``); ValueError
+    when it is not one plain name (the bridge's locks and channel are named after it)."""
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "search_path"), "public")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+        raise ValueError(
+            f"search_path {schema!r} is not one plain schema name (letters, digits, _)"
+        )
+    return schema
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password ``url`` holds, as written and decoded (for the log redactor)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+    except ValueError:
+        return []
+    found += [p.partition("=")[2] for p in parts.query.split("&") if _is_password(p)]
+    return [s for p in found if p for s in {p, unquote(p)}]
+
+
+def _is_password(query_piece: str) -> bool:
+    return unquote(query_piece.partition("=")[0]).lower() == "password"
 
 
 class Storage(ABC):

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,7 +40,7 @@ from bridge.store import migrations
 from bridge.store.db import PROBE_PAYLOAD
 from bridge.store.events import IncomingEvent, Stored
 from bridge.store.outbox import CLOCK_SLACK, MAX_DUE_AHEAD, Job
-from bridge.store.ports import PlannedJobs, Storage, StorageError, redact_url
+from bridge.store.ports import PlannedJobs, Storage, StorageError, redact_url, url_schema
 from bridge.store.state import call_key
 from bridge.store.tables import (
     AHEAD,
@@ -71,11 +70,12 @@ _DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.Interface
 
 def split_url(url: str) -> tuple[str, str]:
     """(the DSN asyncpg connects to, the schema named by ``search_path``, default public)."""
+    try:
+        schema = url_schema(url)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from None
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "search_path"), "public")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
-        raise StorageError(f"[storage] url: search_path {schema!r} is not a plain schema name")
     rest = urlencode([(k, v) for k, v in query if k != "search_path"])
     return urlunsplit(parts._replace(query=rest)), schema
 
@@ -154,7 +154,12 @@ class PostgresStorage(Storage):
                 server_settings={"search_path": schema, "application_name": "pbx-bridge"},
             )
         except _DOWN as exc:
-            raise StorageError(f"cannot reach PostgreSQL at {shown}: {exc}") from exc
+            why = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):  # a host that takes the connection, never answers
+                why = f"no answer within {CONNECT_TIMEOUT:g} s"
+            raise StorageError(f"cannot reach PostgreSQL at {shown}: {why}") from exc
+        except ValueError as exc:  # asyncpg's own DSN checks: a bad sslmode, port…
+            raise StorageError(f"PostgreSQL at {shown}: {exc}") from exc
         storage = cls(pool, shown, dsn, schema, **kw)
         try:
             storage.migrated = await storage.migrate()
@@ -206,7 +211,19 @@ class PostgresStorage(Storage):
         """Apply pending migrations under a transaction-scoped advisory lock."""
         async with self._tx() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(self.schema, "migrate"))
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            # Only when missing: CREATE SCHEMA needs CREATE on the database even with IF NOT
+            # EXISTS, which a bridge user owning just its schema (public) does not have.
+            if not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", self.schema
+            ):
+                try:
+                    await conn.execute(f'CREATE SCHEMA "{self.schema}"')
+                except asyncpg.InsufficientPrivilegeError as exc:
+                    raise StorageError(
+                        f"schema {self.schema} does not exist and this user may not create it"
+                        f" ({exc}): create it for the bridge's user (CREATE SCHEMA"
+                        f" {self.schema} AUTHORIZATION <user>), or grant CREATE on the database"
+                    ) from exc
             version = 0
             if await conn.fetchval("SELECT to_regclass('meta')") is not None:
                 value = await conn.fetchval("SELECT value FROM meta WHERE key = 'schema_version'")
@@ -354,8 +371,7 @@ class PostgresStorage(Storage):
         # with 3,000 pending, seen stalling the replica harness); alone it runs them once.
         ahead = AHEAD.format(adapter="$1", ahead="$2", slack="$3", lane=LANES[lane])
         early = [
-            r[0]
-            for r in await conn.fetch(ahead, adapter, now + MAX_DUE_AHEAD, now + CLOCK_SLACK)
+            r[0] for r in await conn.fetch(ahead, adapter, now + MAX_DUE_AHEAD, now + CLOCK_SLACK)
         ]
         taken: list[Job] = []
         steps: list[tuple[str, tuple[Any, ...]]] = [("j.due_at <= $2", ())]
@@ -684,6 +700,8 @@ class PostgresStorage(Storage):
     async def try_lead(self, name: str) -> bool:
         loop = asyncio.get_running_loop()
         async with self._lead_lock:
+            if self._closed:  # a task still running after close must not reconnect and lead
+                return False
             try:
                 conn = await self._lead_connection()
                 if name in self._leads:

@@ -59,13 +59,16 @@ class SQLiteStorage(Storage):
         super().__init__(**kw)
         self.db = db
         self.migrated = db.migrated
-        self._lock_path = Path(f"{db.path}.lock")
+        # Beside the file itself: a symlink to it (another path to the same database) must
+        # find the same locks, or a second serve would start on it.
+        real = db.path if str(db.path) == ":memory:" else Path(db.path).resolve()
+        self._lock_path = Path(f"{real}.lock")
         self._lock_fd: int | None = None
         self._instance = False
         self._leads: set[str] = set()
         # flock files in <db>.locks/: exclusive across processes and across storages in one
         # process, released when a process dies, and waited for without blocking the loop.
-        self._file_locks = FileLocks.beside(db.path)
+        self._file_locks = FileLocks.beside(real)
 
     @classmethod
     async def open(

@@ -27,3 +27,39 @@ async def test_a_refused_table_does_not_block_the_next_harness(pbx_harness):
         await pbx_harness("local", {"create_contacts": "sometimes"})
     h = await pbx_harness("local", {})  # a test may try several tables in a row
     assert h.name == "local"
+
+
+async def test_a_harness_that_fails_to_open_leaves_no_database_open(tmp_path, monkeypatch):
+    # A refused table (or an adapter's failed setup) once left the harness's database open:
+    # nobody had a harness to close, and the aiosqlite thread outlived the test's event loop
+    # ("Event loop is closed", a PytestUnhandledThreadExceptionWarning in a later test).
+    import pytest
+
+    import bridge.testing
+    from adapters.local.adapter import LocalAdapter
+    from bridge.settings import SettingsError
+
+    opened = []
+    real_open = bridge.testing.open_storage
+
+    async def open_storage(settings):
+        opened.append(await real_open(settings))
+        return opened[-1]
+
+    async def still_open(storage) -> bool:
+        try:
+            await storage.meta("schema_version")
+        except ValueError:  # aiosqlite: "Connection closed"
+            return False
+        return True
+
+    async def refuse(self):
+        raise RuntimeError("the CRM said no")
+
+    monkeypatch.setattr(bridge.testing, "open_storage", open_storage)
+    with pytest.raises(SettingsError):
+        await bridge.testing.AdapterHarness.open(tmp_path, "local", {"create_contacts": "x"})
+    monkeypatch.setattr(LocalAdapter, "setup", refuse)
+    with pytest.raises(RuntimeError, match="the CRM said no"):
+        await bridge.testing.AdapterHarness.open(tmp_path, "local", {})
+    assert opened and [await still_open(db) for db in opened] == [False] * len(opened)

@@ -3,6 +3,7 @@ indexer keeps, merged with the newest events it has not reached yet."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bridge.settings import StorageSettings
@@ -77,5 +78,33 @@ async def test_the_alerts_questions(backend: str | None, tmp_path: Path) -> None
         assert await reports.dead_since(START + 100) == {}
         assert sorted(await reports.dead_job_ids("crm")) == sorted(j.id for j in jobs)
     finally:
+        await reports.close()
+        await storage.close()
+
+
+async def test_each_question_sees_what_was_committed_before_it(
+    backend: str | None, tmp_path: Path
+) -> None:
+    # The reports have their own reader (on SQLite a read-only connection on its own thread):
+    # while other pages are read, a question asked after a commit sees it, never an older
+    # snapshot (a page runs to its end in one call there: no statement is left active).
+    settings = StorageSettings(url=backend) if backend else StorageSettings(path=tmp_path / "r.db")
+    storage = await open_storage(settings)
+    reports = reports_for(storage)
+    stop = asyncio.Event()
+
+    async def other_pages() -> None:
+        while not stop.is_set():
+            await reports.overview([], START)
+            await reports.live_calls(START)
+
+    readers = [asyncio.create_task(other_pages()) for _ in range(2)]
+    try:
+        for i in range(50):
+            stored, _ = await storage.append([ev(f"u{i}", "call_end")], {}, START + i)
+            assert await reports.last_event_id() == stored[0].event_id
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
         await reports.close()
         await storage.close()

@@ -131,3 +131,42 @@ async def test_serve_on_postgresql(postgres_url, make_settings, start_bridge) ->
         await asyncio.sleep(0.05)
     assert job.status == "done" and job.result == "call:1"
     assert [r["uuid"] for r in await storage.local_list("calls")] == ["pg-call"]
+
+
+@pytest.mark.parametrize("step", ["delivery", "recordings"])
+async def test_a_start_step_that_fails_closes_what_it_opened(
+    step, pbx_settings, monkeypatch
+) -> None:
+    # aiohttp unwinds only the start steps that finished; a step that failed half-way must
+    # close what it had opened itself: the adapters (an adapter's setup failed), the onlinePBX
+    # client (the link-signing key could not be stored).
+    from adapters.local.adapter import LocalAdapter
+    from bridge.onlinepbx import service
+    from bridge.onlinepbx.client import OnlinePBX
+    from bridge.store import StorageError
+
+    closed: list[str] = []
+
+    async def refuse(*args: object) -> None:
+        raise StorageError(f"{step} could not start")
+
+    async def adapter_closed(self: LocalAdapter) -> None:
+        closed.append("adapter")
+
+    async def client_closed(self: OnlinePBX) -> None:
+        closed.append("onlinepbx")
+
+    monkeypatch.setattr(LocalAdapter, "aclose", adapter_closed)
+    monkeypatch.setattr(OnlinePBX, "aclose", client_closed)
+    if step == "delivery":
+        monkeypatch.setattr(LocalAdapter, "setup", refuse)
+    else:
+        monkeypatch.setattr(service, "recording_links", refuse)
+    settings = pbx_settings(adapters={"local": {}}, server={"public_url": "https://pbx.example"})
+    client = TestClient(TestServer(create_app(settings)))
+    try:
+        with pytest.raises(StorageError, match="could not start"):
+            await client.start_server()
+        assert closed == (["adapter"] if step == "delivery" else ["onlinepbx"])
+    finally:
+        await client.close()  # the steps that did start (the storage) are unwound here

@@ -64,3 +64,34 @@ async def test_put_if_absent_answers_what_it_stored_while_the_reader_holds_a_sna
         await db.conn.execute("ROLLBACK")
     finally:
         await db.close()
+
+
+async def test_every_read_sees_what_was_committed_before_it_while_other_tasks_read(
+    tmp_path: Path,
+) -> None:
+    # Every task shares the reader connection. A read that left its statement active between
+    # hops (execute, fetch, close) kept that connection's read transaction, and so its WAL
+    # snapshot, open: another task's read queued in between missed a commit made just before
+    # it (a value just written read back as None at the console's first login on a big file).
+    db = await Database.open(tmp_path / "bridge.db")
+    pad = [(f"pad{i:05}", "x" * 40) for i in range(2000)]
+    await db.write_many("INSERT INTO meta (key, value) VALUES (?, ?)", pad)
+    stop = asyncio.Event()
+
+    async def other_task_reading() -> None:
+        while not stop.is_set():
+            await db.fetchone("SELECT key FROM meta WHERE key LIKE 'pad%' ORDER BY key")
+            await db.fetchall("SELECT key FROM meta WHERE key LIKE 'pad%' LIMIT 300")
+
+    readers = [asyncio.create_task(other_task_reading()) for _ in range(3)]
+    try:
+        stale = []
+        for i in range(100):
+            await db.set_meta("probe", str(i))  # committed by the writer connection
+            if (seen := await db.get_meta("probe")) != str(i):
+                stale.append((i, seen))
+        assert stale == []
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+        await db.close()
