@@ -172,15 +172,21 @@ class StorageSettings(_Table):
         url = v.get_secret_value()
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL (unset it to use the SQLite `path`)")
-        # What asyncpg would only refuse at the first connection, with a traceback (the
-        # messages quote the port, never the password).
+        # What asyncpg would only refuse at the first connection, with a traceback. Never
+        # quote the URL's pieces: with a / # ? in an unencoded password they are the password.
+        form = (
+            "the form is postgresql://user:password@host:5432/db, with any of : / @ # ? % in"
+            " the password percent-encoded (/ is %2F, # is %23)"
+        )
+        if "#" in url:
+            raise ValueError(f"not a valid URL (it has a #); {form}")
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - a property that raises on "host:notaport" or 99999
-        except ValueError as exc:
-            raise ValueError(
-                f"not a valid URL ({exc}); the form is postgresql://user:password@host:5432/db"
-            ) from None
+        except ValueError:
+            raise ValueError(f"not a valid URL (host or port unreadable); {form}") from None
+        if parts.netloc.count("@") > 1:  # asyncpg would split at another @ than we do
+            raise ValueError(f"not a valid URL (more than one @ before the host); {form}")
         url_schema(url)  # ValueError: search_path names more than one plain schema
         return v
 

@@ -446,11 +446,14 @@ class PostgresStorage(Storage):
             )
 
     async def requeue_expired(self, now: float, adapter: str | None = None) -> int:
+        # Expired by this replica's clock *and* the database's: a replica whose clock runs
+        # ahead (by more than a lease) must not take the jobs a live replica is running.
         async with self._conn() as conn:
             status = await conn.execute(
                 "UPDATE jobs SET status = 'pending', updated_at = $1, lease_owner = NULL,"
                 " lease_expires = NULL WHERE status = 'running'"
-                " AND (lease_expires IS NULL OR lease_expires < $1)"
+                " AND (lease_expires IS NULL OR lease_expires"
+                " < LEAST($1, extract(epoch FROM clock_timestamp())::float8))"
                 " AND ($2::text IS NULL OR adapter = $2)",
                 now,
                 adapter,

@@ -213,3 +213,22 @@ async def test_a_closed_replica_never_takes_a_lead_again(replicas) -> None:
     await a.close()
     assert not await a.try_lead("onlinepbx-sweep")
     assert await b.try_lead("onlinepbx-sweep")
+
+
+async def test_a_replica_whose_clock_runs_ahead_leaves_live_leases_alone(replicas) -> None:
+    """Leases are stamped with the claiming replica's clock; a replica starting with its clock
+    minutes ahead must still not requeue (and so re-deliver) a live replica's running job."""
+    from bridge.store import IncomingEvent
+
+    a, b = await replicas("replica-a"), await replicas("replica-b")
+    plan = {"call_end": [("crm", "log_call")]}
+    now = time.time()
+    old = now - 3 * a.lease_seconds
+    await a.append([IncomingEvent("d", "dead", "call_end", {"uuid": "dead"})], plan, old)
+    [dead] = await a.claim("crm", 1, old)  # a replica that died: expired a minute ago
+    await a.append([IncomingEvent("d", "live", "call_end", {"uuid": "live"})], plan, now)
+    [live] = await a.claim("crm", 1, now)  # its lease runs to now + 30 s
+    assert await b.requeue_expired(now + 600) == 1  # b's clock: ten minutes ahead
+    assert (await b.get_job(live.id)).status == "running" and (
+        await b.get_job(dead.id)
+    ).status == "pending"

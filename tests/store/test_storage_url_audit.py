@@ -82,6 +82,10 @@ BAD_URLS = [
     ("postgresql://u:{pw}@127.0.0.1:99999/db", "not a valid URL"),
     ("postgresql://u:{pw}@[::1/db", "not a valid URL"),
     ("mysql://u:{pw}@127.0.0.1/db", "must be a postgresql:// URL"),
+    # an unencoded / # @ in the password: refused, and no piece of it quoted
+    ("postgresql://u:{pw}/x@127.0.0.1:5432/db", "percent-encoded"),
+    ("postgresql://u:{pw}#x@127.0.0.1:5432/db", "it has a #"),
+    ("postgresql://u:{pw}@x@127.0.0.1:5432/db", "more than one @"),
     ("postgresql://u:{pw}@127.0.0.1/db?search_path=a-b", "not one plain schema name"),
     ("postgresql://u:{pw}@127.0.0.1:5432/db?sslmode=bogus", "sslmode"),
     ("postgresql://u:{pw}@127.0.0.1:{dead}/db", "cannot reach PostgreSQL"),
@@ -96,6 +100,7 @@ def test_a_bad_url_is_one_line_naming_the_key(url, said, capsys, monkeypatch) ->
     lines = [line for line in err.splitlines() if line.strip()]
     assert said in err and "storage.url" in err, err
     assert "Traceback" not in err and PASSWORD not in out + err
+    assert PASSWORD[:6] not in out + err and "/x" not in err.replace("/ is", "")
     assert len(lines) <= 2, err  # "invalid settings in the environment:" + the key's line
 
 
